@@ -1,0 +1,13 @@
+"""API resources; importing this package registers every route and view."""
+
+from . import (  # noqa: F401
+    catalog,
+    clocks,
+    customers,
+    events,
+    intents,
+    invoices,
+    payment_methods,
+    schedules,
+    subscriptions,
+)
