@@ -119,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
                     code="secret_key_required", status=403,
                 )
             expand = data.pop("expand", []) if isinstance(data.get("expand"), list) else []
+            # Stripe.js sends the intent's client secret as its proof of access.
+            client_secret = data.pop("client_secret", None) if key.startswith("pk_") else None
             checked = params.validate(data, found.params)
             if idem_key and method in ("POST", "DELETE"):
                 fingerprint = hashlib.sha256(f"{method} {path} {raw!r}".encode()).hexdigest()
@@ -130,7 +132,8 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 saving = (key, idem_key)
                 headers["Idempotency-Key"] = idem_key
-            ctx = RequestContext(request_id=request_id, idempotency_key=idem_key)
+            ctx = RequestContext(request_id=request_id, idempotency_key=idem_key,
+                                 publishable=key.startswith("pk_"), client_secret=client_secret)
             with state.lock:
                 state.set_context(ctx)
                 try:

@@ -60,7 +60,9 @@ class Job:
 class RequestContext:
     request_id: str | None = None
     idempotency_key: str | None = None
-    livemode: bool = False
+    #: Stripe.js calls with a publishable key and proves access with the intent's client secret.
+    publishable: bool = False
+    client_secret: str | None = None
 
 
 class State:

@@ -150,3 +150,8 @@ def delete_endpoint(state: State, params: dict[str, Any], id: str) -> dict[str, 
     endpoint = state.get("webhook_endpoint", id)
     state.delete(endpoint)
     return {"id": id, "object": "webhook_endpoint", "deleted": True}
+
+
+def render_before(state: State, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as shown now, kept to compute ``previous_attributes`` after a change."""
+    return copy.deepcopy(render(state, obj))

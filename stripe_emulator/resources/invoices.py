@@ -1,0 +1,210 @@
+"""Invoices: list, retrieve, finalize, pay, void, mark uncollectible, lines, payments,
+and ``create_preview`` (computed by the same code as the real change it previews)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import billing
+from ..errors import CardError, InvalidRequestError
+from ..routing import ListResult, paginate, render, route, sublist, view
+from ..state import State
+from .catalog import merge_metadata
+from .events import emit, render_before
+from .payment_methods import resolve
+
+
+@view("invoice")
+def show_invoice(state: State, invoice: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in invoice.items() if not k.startswith("_")}
+    shown["lines"] = {"object": "list", "data": [dict(line) for line in invoice["_lines"][:10]],
+                      "has_more": len(invoice["_lines"]) > 10, "total_count": len(invoice["_lines"]),
+                      "url": f"/v1/invoices/{invoice['id']}/lines"}
+    shown["payments"] = sublist(state, [state.objects[p] for p in invoice["_payments"]],
+                                f"/v1/invoice_payments?invoice={invoice['id']}")
+    intent = state.find(invoice.get("_intent"))
+    if intent is not None and invoice["status"] == "open":
+        shown["confirmation_secret"] = {"client_secret": intent["client_secret"], "type": "payment_intent"}
+    return shown
+
+
+@route("GET", "/v1/invoices", params="InvoiceListParams")
+def list_invoices(state: State, params: dict[str, Any]) -> ListResult:
+    invoices = state.all("invoice")
+    for key in ("customer", "status", "collection_method"):
+        if key in params:
+            invoices = [i for i in invoices if i[key] == params[key]]
+    if "subscription" in params:
+        invoices = [i for i in invoices
+                    if ((i.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+                    == params["subscription"]]
+    return paginate(invoices, params, "/v1/invoices")
+
+
+@route("GET", "/v1/invoices/{id}", params="InvoiceRetrieveParams")
+def retrieve_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    return state.get("invoice", id)
+
+
+@route("GET", "/v1/invoices/{id}/lines", params="InvoiceListLinesParams")
+def list_lines(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    lines = invoice["_lines"]
+    start = 0
+    if params.get("starting_after"):
+        ids = [line["id"] for line in lines]
+        if params["starting_after"] not in ids:
+            raise InvalidRequestError("Invalid starting_after id", param="starting_after")
+        start = ids.index(params["starting_after"]) + 1
+    limit = int(params.get("limit", 10))
+    page = lines[start:start + limit]
+    return {"object": "list", "data": [dict(line) for line in page], "has_more": start + limit < len(lines),
+            "url": f"/v1/invoices/{id}/lines"}
+
+
+@route("POST", "/v1/invoices/{id}", params="InvoiceUpdateParams")
+def update_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    before = render_before(state, invoice)
+    if "metadata" in params:
+        invoice["metadata"] = merge_metadata(invoice["metadata"], params["metadata"])
+    if "auto_advance" in params:
+        invoice["auto_advance"] = params["auto_advance"]
+    if "description" in params:
+        invoice["description"] = params["description"] or None
+    if "footer" in params:
+        invoice["footer"] = params["footer"] or None
+    if "default_payment_method" in params:
+        pm_id = params["default_payment_method"] or None
+        if pm_id:
+            pm = resolve(state, pm_id, param="default_payment_method")
+            if pm["customer"] != invoice["customer"]:
+                raise InvalidRequestError("The payment method must be attached to the invoice's customer.",
+                                          param="default_payment_method")
+        invoice["default_payment_method"] = pm_id
+    emit(state, "invoice.updated", invoice, previous=before)
+    return invoice
+
+
+@route("POST", "/v1/invoices/{id}/finalize", params="InvoiceFinalizeInvoiceParams")
+def finalize_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    if invoice["status"] != "draft":
+        raise InvalidRequestError("This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                                  code="invoice_not_editable")
+    if "auto_advance" in params:
+        invoice["auto_advance"] = params["auto_advance"]
+    billing.finalize(state, invoice)
+    return invoice
+
+
+@route("POST", "/v1/invoices/{id}/pay", params="InvoicePayParams")
+def pay_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    if invoice["status"] == "paid":
+        raise InvalidRequestError("Invoice is already paid", code="invoice_already_paid")
+    if invoice["status"] in ("void",):
+        raise InvalidRequestError("You cannot pay a void invoice.", code="invoice_not_editable")
+    if invoice["status"] == "draft":
+        billing.finalize(state, invoice)
+        if invoice["status"] == "paid":
+            return invoice
+    if params.get("paid_out_of_band"):
+        billing._mark_paid(state, invoice, intent=None)
+        return invoice
+    if invoice["status"] == "uncollectible":
+        invoice["status"] = "open"
+    outcome = billing.attempt(state, invoice, payment_method=params.get("payment_method"),
+                              off_session=params.get("off_session", True))
+    if outcome == "succeeded":
+        return invoice
+    intent = state.objects[invoice["_intent"]]
+    if outcome == "requires_action":
+        raise CardError(
+            "This payment requires additional user action before it can be completed successfully. Payment can be "
+            "completed using the PaymentIntent associated with the invoice.",
+            code="invoice_payment_intent_requires_action",
+            extra={"payment_intent": render(state, intent)},
+        )
+    if outcome == "no_payment_method":
+        raise InvalidRequestError(
+            "This customer has no attached payment source or default payment method. Please consider adding a "
+            "default payment method.", code="resource_missing",
+        )
+    error = intent["last_payment_error"] or {}
+    raise CardError(error.get("message", "Your card was declined."), code=error.get("code", "card_declined"),
+                    decline_code=error.get("decline_code"), extra={"payment_intent": render(state, intent)})
+
+
+@route("POST", "/v1/invoices/{id}/void", params="InvoiceVoidInvoiceParams")
+def void_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise InvalidRequestError(f"You can only void an open or uncollectible invoice; this one is "
+                                  f"{invoice['status']}.", code="invoice_not_editable")
+    billing.void(state, invoice)
+    return invoice
+
+
+@route("POST", "/v1/invoices/{id}/mark_uncollectible", params="InvoiceMarkUncollectibleParams")
+def mark_uncollectible(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    invoice = state.get("invoice", id)
+    if invoice["status"] != "open":
+        raise InvalidRequestError("You can only mark an open invoice as uncollectible.")
+    billing.mark_uncollectible(state, invoice)
+    return invoice
+
+
+@route("POST", "/v1/invoices/create_preview", params="InvoiceCreatePreviewParams")
+def create_preview(state: State, params: dict[str, Any]) -> dict[str, Any]:
+    details = params.get("subscription_details") or {}
+    customer = state.get("customer", params["customer"], param="customer") if params.get("customer") else None
+    if params.get("subscription"):
+        sub = state.get("subscription", params["subscription"], param="subscription")
+        if customer is not None and sub["customer"] != customer["id"]:
+            raise InvalidRequestError("The subscription does not belong to that customer.", param="subscription")
+        changes = "items" in details or details.get("billing_cycle_anchor") == "now"
+        if not changes:
+            return render(state, billing.upcoming_invoice(state, sub))
+        plans = billing.plan_items(state, sub, details.get("items"))
+        change = billing.plan_change(
+            state, sub, plans, proration_behavior=details.get("proration_behavior", "create_prorations"),
+            proration_date=details.get("proration_date"), anchor_now=details.get("billing_cycle_anchor") == "now",
+        )
+        if change.invoice_now:
+            preview = billing.new_invoice(state, customer=state.objects[sub["customer"]], sub=sub,
+                                          specs=change.lines_now, billing_reason="subscription_update", store=False,
+                                          proration_date=details.get("proration_date"))
+        else:
+            preview = billing.upcoming_invoice(state, sub, extra=change.pending, plans=plans)
+            preview["parent"]["subscription_details"]["subscription_proration_date"] = details.get("proration_date")
+        return render(state, preview)
+    if customer is None:
+        raise InvalidRequestError("Missing required param: customer or subscription.", code="parameter_missing",
+                                  param="customer")
+    if not details.get("items"):
+        raise InvalidRequestError("Missing required param: subscription_details[items].", code="parameter_missing",
+                                  param="subscription_details[items]")
+    plans = billing.plan_items(state, None, details["items"])
+    now = state.now_for(customer)
+    interval, count = billing.price_interval(plans[0].price)
+    specs = billing.period_lines(state, plans, now, billing.add_interval(now, interval, count))
+    preview = billing.new_invoice(state, customer=customer, sub=None, specs=specs,
+                                  billing_reason="subscription_create", store=False)
+    return render(state, preview)
+
+
+@route("GET", "/v1/invoice_payments", params="InvoicePaymentListParams")
+def list_invoice_payments(state: State, params: dict[str, Any]) -> ListResult:
+    payments = state.all("invoice_payment")
+    if "invoice" in params:
+        payments = [p for p in payments if p["invoice"] == params["invoice"]]
+    if "payment" in params:
+        wanted = params["payment"]
+        payments = [p for p in payments if p["payment"].get(wanted.get("type")) == wanted.get(wanted.get("type"))]
+    return paginate(payments, params, "/v1/invoice_payments")
+
+
+@route("GET", "/v1/invoice_payments/{id}", params="InvoicePaymentRetrieveParams")
+def retrieve_invoice_payment(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
+    return state.get("invoice_payment", id)

@@ -1,0 +1,37 @@
+"""Fixtures shared by every test: a live emulator on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import stripe
+
+from stripe_emulator.app import Emulator
+
+API_KEY = "sk_test_emulator"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One emulator per test session, in this process, on a free port."""
+    emu = Emulator("127.0.0.1", 0).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture()
+def fresh_emulator(emulator: Emulator) -> Emulator:
+    emulator.reset()
+    return emulator
+
+
+@pytest.fixture()
+def client(fresh_emulator: Emulator) -> stripe.StripeClient:
+    """The official client, pointed at the emulator, with the pinned API version."""
+    return stripe.StripeClient(
+        API_KEY,
+        base_addresses={"api": fresh_emulator.url},
+        stripe_version=stripe.api_version,
+        max_network_retries=0,
+    )
