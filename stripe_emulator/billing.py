@@ -394,6 +394,8 @@ def finalize(state: State, invoice: dict[str, Any]) -> None:
 def _mark_paid(state: State, invoice: dict[str, Any], *, intent: dict[str, Any] | None) -> None:
     now = state.now_for(invoice)
     before = render_before(state, invoice)
+    if intent is not None and invoice["attempt_count"] == 0:
+        invoice["attempt_count"] = 1
     invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, next_payment_attempt=None,
                    attempted=True, auto_advance=False, _retry_token=None)
     invoice["status_transitions"]["paid_at"] = now
@@ -434,24 +436,31 @@ def _after_invoice_paid(state: State, sub: dict[str, Any], invoice: dict[str, An
             for i in state.all("invoice")
         )
         if not others_open:
+            was_incomplete = sub["status"] == "incomplete"
             sub["status"] = "trialing" if sub["trial_end"] and sub["trial_end"] > state.now_for(sub) else "active"
+            if was_incomplete:
+                schedule_renewal(state, sub)  # an incomplete subscription had no renewal planned
     changed = render_before(state, sub) != before
     if changed:
         emit(state, "customer.subscription.updated", sub, previous=before)
 
 
 def attempt(state: State, invoice: dict[str, Any], *, payment_method: str | None = None,
-            off_session: bool = True) -> str:
+            off_session: bool = True, automatic: bool = True) -> str:
     """Try to collect an open invoice; returns the outcome ("succeeded", "failed",
-    "requires_action", or "no_payment_method")."""
+    "requires_action", or "no_payment_method").
+
+    ``attempt_count`` follows Stripe: the first attempt of any kind counts, after that
+    only automatic retries do (a customer paying by hand doesn't move the schedule)."""
     from .resources.intents import charge_with
     from .resources.payment_methods import resolve
 
     intent = state.objects[invoice["_intent"]]
+    if automatic or invoice["attempt_count"] == 0:
+        invoice["attempt_count"] += 1
+    invoice["attempted"] = True
     pm_id = payment_method or _default_payment_method(state, invoice)
     if pm_id is None:
-        invoice["attempted"] = True
-        invoice["attempt_count"] += 1
         payment_failed(state, intent=intent, off_session=off_session)
         return "no_payment_method"
     pm = resolve(state, pm_id)
@@ -504,9 +513,9 @@ def payment_failed(state: State, *, intent: dict[str, Any], off_session: bool) -
         return
     now = state.now_for(invoice)
     before = render_before(state, invoice)
-    if intent.get("latest_charge") or intent.get("last_payment_error"):
+    if invoice["attempt_count"] == 0:  # a customer's own first try in the browser
+        invoice["attempt_count"] = 1
         invoice["attempted"] = True
-        invoice["attempt_count"] += 1
     if invoice.get("_first_failed_at") is None:
         invoice["_first_failed_at"] = now
     sub = _sub_of(state, invoice)

@@ -50,7 +50,8 @@ def view(object_name: str) -> Callable[[Callable[[State, dict[str, Any]], dict[s
 def match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
     """The route for a request, its path arguments, and whether the path exists at all."""
     path_known = False
-    for candidate in ROUTES:
+    # Literal paths win over patterns: /v1/invoices/create_preview is not /v1/invoices/{id}.
+    for candidate in sorted(ROUTES, key=lambda r: r.pattern.groups):
         found = candidate.pattern.match(path)
         if found:
             path_known = True

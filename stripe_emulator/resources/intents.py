@@ -83,7 +83,8 @@ def create_setup_intent(state: State, params: dict[str, Any]) -> dict[str, Any]:
         customer=customer["id"] if customer else None,
         description=params.get("description"),
         metadata=params.get("metadata") or {},
-        payment_method_types=params.get("payment_method_types") or ["card"],
+        payment_method_types=params.get("allowed_payment_method_types") or ["card"],
+        allowed_payment_method_types=params.get("allowed_payment_method_types"),
         usage=params.get("usage", "off_session"),
         status="requires_payment_method",
         _seq=next(state.counters),
@@ -314,12 +315,19 @@ def charge_with(state: State, intent: dict[str, Any], pm: dict[str, Any], *, off
     elif card.charge_decline:
         decline = card.charge_decline
     elif not authenticated and (card.always_3ds or (card.setup_3ds and not (off_session and pm.get("_setup_authenticated")))):
-        if off_session:
+        if off_session and not intent.get("_invoice"):
             decline = "authentication_required"
         else:
+            # An invoice's payment waits for the customer to authenticate (Stripe Billing's
+            # behaviour); off-session it also counts as a failed attempt.
             intent.update(status="requires_action", next_action=_three_ds_action(state, intent, return_url))
             emit(state, "payment_intent.requires_action", intent)
-            _billing().payment_requires_action(state, intent=intent)
+            if off_session:
+                code, message = DECLINES["authentication_required"]
+                intent["last_payment_error"] = _error_object(code, "authentication_required", message, pm, state)
+                _billing().payment_failed(state, intent=intent, off_session=True)
+            else:
+                _billing().payment_requires_action(state, intent=intent)
             return "requires_action"
     charge = _new_charge(state, intent, pm, decline)
     intent["latest_charge"] = charge["id"]

@@ -115,7 +115,7 @@ def pay_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]
     if invoice["status"] == "uncollectible":
         invoice["status"] = "open"
     outcome = billing.attempt(state, invoice, payment_method=params.get("payment_method"),
-                              off_session=params.get("off_session", True))
+                              off_session=params.get("off_session", True), automatic=False)
     if outcome == "succeeded":
         return invoice
     intent = state.objects[invoice["_intent"]]

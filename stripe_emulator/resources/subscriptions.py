@@ -147,15 +147,13 @@ def create_subscription(state: State, params: dict[str, Any]) -> dict[str, Any]:
         if sub["collection_method"] == "send_invoice":
             sub["status"] = "active"
     else:
-        outcome = billing.attempt(state, invoice, payment_method=pm_id, off_session=bool(params.get("off_session")))
-        if outcome == "succeeded":
-            sub["status"] = state.objects[sub["id"]]["status"]
+        billing.attempt(state, invoice, payment_method=pm_id, off_session=bool(params.get("off_session")))
     if sub["status"] == "incomplete":
         state.schedule(clock=state.clock_of(sub), due=now + 23 * 3600, kind="incomplete_expiry", target=sub["id"])
     if render_before(state, sub) != before:
         emit(state, "customer.subscription.updated", sub, previous=before)
-    if sub["status"] != "incomplete":
-        billing.schedule_renewal(state, sub)
+    if sub["collection_method"] == "send_invoice":
+        billing.schedule_renewal(state, sub)  # otherwise the first payment schedules it
     return sub
 
 
@@ -385,7 +383,7 @@ def resume_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
     sub["status_details"] = None
     interval, count = billing.sub_interval(state, sub)
     plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in billing.items_of(state, sub)]
-    if params.get("billing_cycle_anchor", "now") == "now":
+    if (params.get("billing_cycle_anchor") or {}).get("type", "now") == "now":
         end = billing.add_interval(now, interval, count)
         sub["billing_cycle_anchor"] = now
         specs = billing.pending_lines(sub) + billing.period_lines(state, plans, now, end)
