@@ -32,6 +32,8 @@ def route(method: str, path: str, *, params: str | None = None, publishable: boo
 
     def register(handler: Handler) -> Handler:
         ROUTES.append(Route(method, regex, handler, params, publishable))
+        # Literal paths before patterns: /v1/invoices/create_preview is not /v1/invoices/{id}.
+        ROUTES.sort(key=lambda r: r.pattern.groups)
         return handler
 
     return register
@@ -50,8 +52,7 @@ def view(object_name: str) -> Callable[[Callable[[State, dict[str, Any]], dict[s
 def match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
     """The route for a request, its path arguments, and whether the path exists at all."""
     path_known = False
-    # Literal paths win over patterns: /v1/invoices/create_preview is not /v1/invoices/{id}.
-    for candidate in sorted(ROUTES, key=lambda r: r.pattern.groups):
+    for candidate in ROUTES:
         found = candidate.pattern.match(path)
         if found:
             path_known = True

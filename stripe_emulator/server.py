@@ -92,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
         saving: tuple[str, str] | None = None
         try:
             fault = emulator.take_fault(method, path)
-            if fault is not None:
+            if fault is not None and fault.get("status"):
                 _apply_fault(fault)
             body_text = raw.decode() if method == "POST" else query
             data = forms.decode(body_text)
@@ -132,6 +132,8 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 saving = (key, idem_key)
                 headers["Idempotency-Key"] = idem_key
+            if fault is not None and fault.get("delay_seconds"):
+                time.sleep(float(fault["delay_seconds"]))  # a slow Stripe, holding the idempotency key
             ctx = RequestContext(request_id=request_id, idempotency_key=idem_key,
                                  publishable=key.startswith("pk_"), client_secret=client_secret)
             with state.lock:
@@ -217,8 +219,6 @@ def _api_key(authorization: str | None, data: dict[str, Any]) -> str:
 
 
 def _apply_fault(fault: dict[str, Any]) -> None:
-    if fault.get("delay_seconds"):
-        time.sleep(float(fault["delay_seconds"]))
     status = int(fault.get("status", 0))
     if status == 429:
         raise RateLimitError(
