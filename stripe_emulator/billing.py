@@ -184,13 +184,19 @@ def _check_items(plans: list[ItemPlan], sub: dict[str, Any] | None) -> None:
 @dataclass
 class LineSpec:
     amount: int
-    price: dict[str, Any]
+    price: dict[str, Any] | None
     quantity: int
     start: int
     end: int
     proration: bool
     description: str
     item_id: str | None = None  # None while the item does not exist yet
+    invoice_item: str | None = None  # a pending invoice item this line bills
+    currency: str = ""
+
+    @property
+    def money(self) -> str:
+        return self.price["currency"] if self.price else self.currency
 
 
 def period_lines(state: State, plans: list[ItemPlan], start: int, end: int) -> list[LineSpec]:
@@ -251,17 +257,16 @@ def proration_lines(state: State, before: list[ItemPlan], after: list[ItemPlan],
 
 def _line(state: State, spec: LineSpec, *, invoice_id: str, sub: dict[str, Any] | None) -> dict[str, Any]:
     line = blank("line_item")
-    line.update(
-        id=state.new_id("il", 24),
-        amount=spec.amount,
-        currency=spec.price["currency"],
-        description=spec.description,
-        invoice=invoice_id,
-        period={"start": spec.start, "end": spec.end},
-        quantity=spec.quantity,
-        subtotal=spec.amount,
-        subscription=sub["id"] if sub else None,
-        parent={
+    if spec.invoice_item:
+        parent: dict[str, Any] = {
+            "type": "invoice_item_details",
+            "invoice_item_details": {"invoice_item": spec.invoice_item, "proration": spec.proration,
+                                     "proration_details": {"credited_items": None},
+                                     "subscription": sub["id"] if sub else None},
+            "subscription_item_details": None,
+        }
+    else:
+        parent = {
             "type": "subscription_item_details",
             "invoice_item_details": None,
             "subscription_item_details": {
@@ -271,12 +276,23 @@ def _line(state: State, spec: LineSpec, *, invoice_id: str, sub: dict[str, Any] 
                 "subscription": sub["id"] if sub else None,
                 "subscription_item": spec.item_id or "si_preview",
             },
-        },
+        }
+    line.update(
+        id=state.new_id("il", 24),
+        amount=spec.amount,
+        currency=spec.money,
+        description=spec.description,
+        invoice=invoice_id,
+        period={"start": spec.start, "end": spec.end},
+        quantity=spec.quantity,
+        subtotal=spec.amount,
+        subscription=sub["id"] if sub else None,
+        parent=parent,
         pricing={
             "type": "price_details",
             "price_details": {"price": spec.price["id"], "product": spec.price["product"]},
             "unit_amount_decimal": str(spec.price["unit_amount"]),
-        },
+        } if spec.price else None,
     )
     return line
 
@@ -286,9 +302,11 @@ def new_invoice(state: State, *, customer: dict[str, Any], sub: dict[str, Any] |
     invoice = blank("invoice")
     now = state.now_for(customer)
     ident = state.new_id("in") if store else state.new_id("upcoming_in")
+    if billing_reason in ("subscription_cycle", "subscription_update", "upcoming", "manual"):
+        specs = specs + _pending_invoice_items(state, customer, sub, claim_for=ident if store else None)
     lines = [_line(state, s, invoice_id=ident, sub=sub) for s in specs]
     subtotal = sum(line["amount"] for line in lines)
-    currency = sub["currency"] if sub else (specs[0].price["currency"] if specs else "eur")
+    currency = sub["currency"] if sub else (specs[0].money if specs else "eur")
     invoice.update(
         id=ident,
         account_country="SE",
@@ -337,6 +355,24 @@ def new_invoice(state: State, *, customer: dict[str, Any], sub: dict[str, Any] |
         state.add(invoice)
         emit(state, "invoice.created", invoice)
     return invoice
+
+
+def _pending_invoice_items(state: State, customer: dict[str, Any], sub: dict[str, Any] | None, *,
+                           claim_for: str | None) -> list[LineSpec]:
+    """One-off charges waiting for the customer's next invoice (``/v1/invoiceitems``)."""
+    specs = []
+    for item in state.all("invoiceitem"):
+        if item["customer"] != customer["id"] or item["invoice"] is not None:
+            continue
+        if item.get("_subscription") not in (None, sub["id"] if sub else None):
+            continue
+        price = state.find(((item.get("pricing") or {}).get("price_details") or {}).get("price"))
+        specs.append(LineSpec(item["amount"], price, item["quantity"], item["period"]["start"], item["period"]["end"],
+                              item["proration"], item["description"] or "", invoice_item=item["id"],
+                              currency=item["currency"]))
+        if claim_for is not None:
+            item["invoice"] = claim_for
+    return specs
 
 
 def finalize(state: State, invoice: dict[str, Any]) -> None:

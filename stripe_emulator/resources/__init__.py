@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     customers,
     events,
     intents,
+    invoiceitems,
     invoices,
     payment_methods,
     schedules,

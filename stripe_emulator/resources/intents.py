@@ -387,16 +387,13 @@ def _new_charge(state: State, intent: dict[str, Any], pm: dict[str, Any], declin
                                                               "with this decline.",
             "type": "authorized" if ok else "issuer_declined",
         },
-        payment_method_details={"type": "card", "card": {
-            "brand": card["brand"], "country": card["country"], "exp_month": card["exp_month"],
-            "exp_year": card["exp_year"], "fingerprint": card["fingerprint"], "funding": card["funding"],
-            "last4": card["last4"], "network": card["brand"],
-            "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": None},
-            "three_d_secure": None, "wallet": None,
-        }},
         receipt_url=f"{state.settings.get('public_url', '')}/_emulator/receipts/{intent['id']}",
         _seq=next(state.counters),
     )
+    details = charge["payment_method_details"]["card"]
+    details.update(brand=card["brand"], country=card["country"], exp_month=card["exp_month"],
+                   exp_year=card["exp_year"], fingerprint=card["fingerprint"], funding=card["funding"],
+                   last4=card["last4"], network=card["brand"], amount_authorized=intent["amount"] if ok else None)
     return state.add(charge)
 
 
