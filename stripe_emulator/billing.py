@@ -1058,7 +1058,9 @@ def run_due(state: State, *, clock: str | None, until: int) -> int:
             if job is None:
                 return ran
             if clock is not None:
-                clock_obj = state.objects[clock]
+                clock_obj = state.objects.get(clock)
+                if clock_obj is None:  # the emulator was reset while this clock advanced
+                    return ran
                 clock_obj["frozen_time"] = max(int(clock_obj["frozen_time"]), job.due)
             JOBS[job.kind](state, job)
         ran += 1
