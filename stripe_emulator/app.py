@@ -10,8 +10,11 @@ import threading
 import time
 from typing import Any
 
-from . import resources  # noqa: F401  (registers routes)
-from . import billing, emulator_api
+from . import (
+    billing,
+    emulator_api,
+    resources,  # noqa: F401  (registers routes)
+)
 from .server import Server
 from .state import State
 from .webhooks import Dispatcher

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any
 
 from .errors import InvalidRequestError
 from .resources.events import emit, render_before
@@ -33,7 +34,7 @@ def add_interval(anchor: int, interval: str, count: int, n: int = 1) -> int:
         return anchor + n * count * DAY
     if interval == "week":
         return anchor + n * count * 7 * DAY
-    start = dt.datetime.fromtimestamp(anchor, dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(anchor, dt.UTC)
     months = n * count * (12 if interval == "year" else 1)
     month_index = start.month - 1 + months
     year, month = start.year + month_index // 12, month_index % 12 + 1
@@ -63,7 +64,7 @@ def prorate(amount: int, *, start: int, end: int, at: int) -> int:
 
 
 def _date(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%d %b %Y").lstrip("0")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d %b %Y").lstrip("0")
 
 
 # subscription items -----------------------------------------------------------------------
@@ -353,8 +354,13 @@ def new_invoice(state: State, *, customer: dict[str, Any], sub: dict[str, Any] |
     )
     if store:
         state.add(invoice)
+        customer.setdefault("_invoices", []).append(invoice["id"])
         emit(state, "invoice.created", invoice)
     return invoice
+
+
+def _invoices_of(state: State, customer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [state.objects[i] for i in customer.get("_invoices", [])]
 
 
 def _pending_invoice_items(state: State, customer: dict[str, Any], sub: dict[str, Any] | None, *,
@@ -444,8 +450,7 @@ def _mark_paid(state: State, invoice: dict[str, Any], *, intent: dict[str, Any] 
     emit(state, "invoice.payment_succeeded", invoice)
     customer = state.objects[invoice["customer"]]
     if customer["delinquent"] and not any(
-        i["status"] == "open" and i["customer"] == customer["id"] and i["attempt_count"] > 0
-        for i in state.all("invoice")
+        i["status"] == "open" and i["attempt_count"] > 0 for i in _invoices_of(state, customer)
     ):
         previous = render_before(state, customer)
         customer["delinquent"] = False
@@ -469,7 +474,7 @@ def _after_invoice_paid(state: State, sub: dict[str, Any], invoice: dict[str, An
     if sub["status"] in ("incomplete", "past_due", "unpaid"):
         others_open = any(
             i["status"] == "open" and i["id"] != invoice["id"] and _sub_of(state, i) is sub and i["attempt_count"] > 0
-            for i in state.all("invoice")
+            for i in _invoices_of(state, state.objects[sub["customer"]])
         )
         if not others_open:
             was_incomplete = sub["status"] == "incomplete"

@@ -48,7 +48,8 @@ def decode(body: str) -> dict[str, Any]:
                 if part not in node or not isinstance(node[part], (dict, _Appendable)):
                     node[part] = _Appendable() if nxt == "" else {}
                 node = node[part]
-    return _finish(root)
+    finished: dict[str, Any] = _finish(root)
+    return finished
 
 
 class _Appendable:

@@ -29,7 +29,7 @@ def params_class(name: str) -> type:
     raise LookupError(f"stripe.params has no {name}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fields(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
     namespace = vars(sys.modules[cls.__module__])
     hints: dict[str, Any] = {}
@@ -66,8 +66,7 @@ def validate(params: dict[str, Any], schema: str | None) -> dict[str, Any]:
                 f"Received unknown parameter: {first}", code="parameter_unknown", param=first
             )
         return {}
-    result = _object(params, params_class(schema), "")
-    return typing.cast(dict[str, Any], result)
+    return _object(params, params_class(schema), "")
 
 
 def _name(path: str, key: str) -> str:
@@ -97,12 +96,16 @@ def _object(value: Any, cls: type, path: str) -> dict[str, Any]:
     return out
 
 
+def _is_literal(hint: Any) -> bool:
+    return bool(typing.get_origin(hint) == typing.Literal)
+
+
 def _coerce(value: Any, hint: Any, path: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         members = typing.get_args(hint)
         # Literal members first: ``''`` means "unset" and must not become ``int('')``.
-        ordered = sorted(members, key=lambda m: 0 if typing.get_origin(m) is typing.Literal else 1)
+        ordered = sorted(members, key=lambda m: 0 if _is_literal(m) else 1)
         last_error: InvalidRequestError | None = None
         for member in ordered:
             try:
@@ -114,21 +117,21 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
                 last_error = exc
         assert last_error is not None
         raise last_error
-    if origin is typing.Literal:
+    if _is_literal(hint):
         if value in typing.get_args(hint):
             return value
         raise InvalidRequestError(
             f"Invalid {path}: must be one of {', '.join(map(str, typing.get_args(hint)))}",
             code="parameter_invalid_string", param=path,
         )
-    if origin in (list, typing.List):
+    if origin in (list, list):
         if not isinstance(value, list):
             raise InvalidRequestError(
                 f"Invalid array for {path}", code="parameter_invalid_array", param=path
             )
         (item_hint,) = typing.get_args(hint) or (Any,)
         return [_coerce(v, item_hint, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin in (dict, typing.Dict) or (origin is not None and "UntypedStripeObject" in str(origin)):
+    if origin in (dict, dict) or (origin is not None and "UntypedStripeObject" in str(origin)):
         if not isinstance(value, dict):
             raise InvalidRequestError(
                 f"Invalid hash for {path}", code="parameter_invalid_object", param=path

@@ -147,7 +147,7 @@ def create_price(state: State, params: dict[str, Any]) -> dict[str, Any]:
         if recurring["interval"] not in INTERVALS:
             raise InvalidRequestError("Invalid recurring[interval]", param="recurring[interval]")
         count = int(recurring.get("interval_count", 1))
-        if recurring["interval"] == "year" and count > 3 or recurring["interval"] == "month" and count > 36:
+        if (recurring["interval"] == "year" and count > 3) or (recurring["interval"] == "month" and count > 36):
             raise InvalidRequestError(
                 "The maximum billing frequency is three years.", param="recurring[interval_count]"
             )
@@ -199,15 +199,16 @@ def update_price(state: State, params: dict[str, Any], id: str) -> dict[str, Any
         if key in params:
             price[key] = params[key] if params[key] != "" else None
     if "lookup_key" in params:
-        key = params["lookup_key"] or None
-        holder = next((p for p in state.all("price") if key and p["lookup_key"] == key and p is not price), None)
+        lookup_key = params["lookup_key"] or None
+        holder = next((p for p in state.all("price") if lookup_key and p["lookup_key"] == lookup_key
+                       and p is not price), None)
         if holder is not None:
             if not params.get("transfer_lookup_key"):
                 raise InvalidRequestError(
                     f"A price (`{holder['id']}`) already uses that lookup key.", param="lookup_key"
                 )
             holder["lookup_key"] = None
-        price["lookup_key"] = key
+        price["lookup_key"] = lookup_key
     if "metadata" in params:
         price["metadata"] = _merge_metadata(price["metadata"], params["metadata"])
     emit(state, "price.updated", price, previous=before)

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..errors import InvalidRequestError
 from ..routing import ListResult, paginate, render, route
-from ..state import API_VERSION, State
 from ..shapes import blank
+from ..state import API_VERSION, State
 
 
 def emit(

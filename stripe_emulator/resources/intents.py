@@ -10,7 +10,7 @@ from ..routing import ListResult, paginate, render, route
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
-from .events import emit, render_before
+from .events import emit
 from .payment_methods import DECLINES, attach, card_of, expires_at, new_card, resolve
 
 

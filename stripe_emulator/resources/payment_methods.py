@@ -119,7 +119,7 @@ def expires_at(pm: dict[str, Any]) -> int:
     """The last second of the card's expiry month, when charges start failing."""
     year, month = int(pm["card"]["exp_year"]), int(pm["card"]["exp_month"])
     last_day = calendar.monthrange(year, month)[1]
-    return int(dt.datetime(year, month, last_day, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(year, month, last_day, 23, 59, 59, tzinfo=dt.UTC).timestamp())
 
 
 def new_card(state: State, *, number: str, exp_month: int, exp_year: int, cvc: str | None,
@@ -135,7 +135,7 @@ def new_card(state: State, *, number: str, exp_month: int, exp_year: int, cvc: s
         exp_year += 2000
     card = CARDS.get(number, Card(_brand(number)))
     pm = blank("payment_method")
-    details = {"address": {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None,
+    details: dict[str, Any] = {"address": {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None,
                            "state": None}, "email": None, "name": None, "phone": None, "tax_id": None}
     for key, value in (billing_details or {}).items():
         if key == "address" and isinstance(value, dict):
@@ -173,7 +173,7 @@ def resolve(state: State, pm_id: str, *, param: str = "payment_method") -> dict[
     """A payment method by id; a test id such as ``pm_card_visa`` makes a new card, as at Stripe."""
     number = TEST_PAYMENT_METHODS.get(pm_id)
     if number is not None:
-        year = dt.datetime.now(dt.timezone.utc).year + 1
+        year = dt.datetime.now(dt.UTC).year + 1
         return new_card(state, number=number, exp_month=12, exp_year=year, cvc="123")
     return state.get("payment_method", pm_id, param=param, label="PaymentMethod")
 

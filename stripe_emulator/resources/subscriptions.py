@@ -306,13 +306,13 @@ def _swap(state: State, sub: dict[str, Any], params: dict[str, Any]) -> dict[str
         if invoice["status"] == "open":
             billing.attempt(state, invoice, off_session=off_session)
         return invoice
-    invoice = billing.commit_change(state, sub, change)
-    if invoice is not None:
+    committed = billing.commit_change(state, sub, change)
+    if committed is not None:
         if params.get("proration_date"):
-            invoice["parent"]["subscription_details"]["subscription_proration_date"] = params["proration_date"]
-        if invoice["status"] == "open" and behavior != "default_incomplete":
-            billing.attempt(state, invoice, off_session=off_session)
-    return invoice
+            committed["parent"]["subscription_details"]["subscription_proration_date"] = params["proration_date"]
+        if committed["status"] == "open" and behavior != "default_incomplete":
+            billing.attempt(state, committed, off_session=off_session)
+    return committed
 
 
 @route("DELETE", "/v1/subscriptions/{id}", params="SubscriptionCancelParams")
