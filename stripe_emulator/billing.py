@@ -101,6 +101,32 @@ def set_period(state: State, sub: dict[str, Any], start: int, end: int) -> None:
         item["current_period_start"], item["current_period_end"] = start, end
 
 
+def current_plans(state: State, sub: dict[str, Any]) -> list[ItemPlan]:
+    return [ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in items_of(state, sub)]
+
+
+def unused_credit(state: State, sub: dict[str, Any], *, at: int, start: int | None = None,
+                  end: int | None = None) -> list[LineSpec]:
+    """Credit lines for the part of the period after ``at`` on everything the subscription has."""
+    plans = current_plans(state, sub)
+    nothing = [ItemPlan(p.price, 0, p.item) for p in plans]
+    lines = proration_lines(state, plans, nothing, start=start if start is not None else sub["_period_start"],
+                            end=end if end is not None else sub["_period_end"], at=at)
+    return [line for line in lines if line.amount < 0]
+
+
+def invoice_pending_now(state: State, sub: dict[str, Any], *, specs: list[LineSpec] | None = None) -> dict[str, Any]:
+    """Invoice what waits for the next renewal (or ``specs``) at once, finalized."""
+    invoice = new_invoice(state, customer=state.objects[sub["customer"]], sub=sub,
+                          specs=specs if specs is not None else pending_lines(sub),
+                          billing_reason="subscription_update")
+    if specs is None:
+        sub["_pending_lines"] = []
+    sub["latest_invoice"] = invoice["id"]
+    finalize(state, invoice)
+    return invoice
+
+
 @dataclass
 class ItemPlan:
     """One item as it would be after a change: existing (``item``) or new."""
@@ -698,8 +724,7 @@ def _renew(state: State, job: Job) -> None:
     end = period_end_after(sub["billing_cycle_anchor"], interval, count, now)
     previous_start = sub["_period_start"]
     set_period(state, sub, now, end)
-    plans = [ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in items_of(state, sub)]
-    specs = period_lines(state, plans, now, end) + _take_pending_lines(sub)
+    specs = period_lines(state, current_plans(state, sub), now, end) + _take_pending_lines(sub)
     invoice = new_invoice(state, customer=state.objects[sub["customer"]], sub=sub, specs=specs,
                           billing_reason="subscription_cycle")
     # A renewal invoice's own period is the one that just ended (Stripe bills in advance).
@@ -849,7 +874,7 @@ def plan_change(state: State, sub: dict[str, Any], plans: list[ItemPlan], *, pro
     real update so the two always agree."""
     now = state.now_for(sub)
     at = proration_date if proration_date is not None else now
-    before = [ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in items_of(state, sub)]
+    before = current_plans(state, sub)
     start, end = sub["_period_start"], sub["_period_end"]
     old_interval = sub_interval(state, sub)
     new_interval = price_interval(plans[0].price)
@@ -858,9 +883,7 @@ def plan_change(state: State, sub: dict[str, Any], plans: list[ItemPlan], *, pro
     prorations: list[LineSpec] = []
     if proration_behavior != "none" and not in_trial and sub["status"] != "paused":
         if resets:
-            credit_after = [ItemPlan(p.price, 0, p.item) for p in before]  # everything old is unused from `at`
-            prorations = [s for s in proration_lines(state, before, credit_after, start=start, end=end, at=at)
-                          if s.amount < 0]
+            prorations = unused_credit(state, sub, at=at)  # the new period is billed in full
         else:
             prorations = proration_lines(state, before, plans, start=start, end=end, at=at)
     if resets and not in_trial:
@@ -981,7 +1004,7 @@ def items_at(state: State, sub: dict[str, Any], moment: int) -> list[ItemPlan]:
         for phase in schedule["phases"]:
             if phase["start_date"] <= moment and (phase["end_date"] is None or moment < phase["end_date"]):
                 return [ItemPlan(state.objects[i["price"]], int(i.get("quantity") or 1)) for i in phase["items"]]
-    return [ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in items_of(state, sub)]
+    return current_plans(state, sub)
 
 
 # subscription schedules -----------------------------------------------------------------
@@ -1023,13 +1046,19 @@ def advance_schedule(state: State, sub: dict[str, Any], now: int) -> None:
 
 
 def end_schedule(state: State, schedule: dict[str, Any], sub: dict[str, Any], now: int) -> None:
-    before = render_before(state, schedule)
     if schedule["end_behavior"] == "cancel":
+        before = render_before(state, schedule)
         schedule.update(status="completed", completed_at=now, current_phase=None)
         emit(state, "subscription_schedule.completed", schedule, previous=before)
         sub["schedule"] = None
         cancel_now(state, sub=sub, reason="cancellation_requested", at=now)
         return
+    release_schedule(state, schedule, sub, now)
+
+
+def release_schedule(state: State, schedule: dict[str, Any], sub: dict[str, Any], now: int) -> None:
+    """The subscription goes on by itself, as it is now."""
+    before = render_before(state, schedule)
     schedule.update(status="released", released_at=now, released_subscription=sub["id"], subscription=None,
                     current_phase=None)
     sub_before = render_before(state, sub)

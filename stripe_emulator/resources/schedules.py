@@ -193,14 +193,7 @@ def update_schedule(state: State, params: dict[str, Any], id: str) -> dict[str, 
 def release_schedule(state: State, params: dict[str, Any], id: str) -> dict[str, Any]:
     schedule = state.get("subscription_schedule", id)
     sub = _active(state, schedule)
-    before = render_before(state, schedule)
-    now = state.now_for(sub)
-    schedule.update(status="released", released_at=now, released_subscription=sub["id"], subscription=None,
-                    current_phase=None)
-    sub_before = render_before(state, sub)
-    sub["schedule"] = None
-    emit(state, "subscription_schedule.released", schedule, previous=before)
-    emit(state, "customer.subscription.updated", sub, previous=sub_before)
+    billing.release_schedule(state, schedule, sub, state.now_for(sub))
     return schedule
 
 

@@ -239,11 +239,7 @@ def update_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
         invoice = _swap(state, sub, params)
     if invoice is None and params.get("proration_behavior") == "always_invoice" and billing.pending_lines(sub):
         # Prorations waiting for the next renewal are invoiced at once on request.
-        invoice = billing.new_invoice(state, customer=customer, sub=sub, specs=billing.pending_lines(sub),
-                                      billing_reason="subscription_update")
-        sub["_pending_lines"] = []
-        sub["latest_invoice"] = invoice["id"]
-        billing.finalize(state, invoice)
+        invoice = billing.invoice_pending_now(state, sub)
         if invoice["status"] == "open":
             billing.attempt(state, invoice, off_session=bool(params.get("off_session", True)))
     after = render_before(state, sub)
@@ -327,16 +323,9 @@ def cancel_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
     now = state.now_for(sub)
     sub["canceled_at"] = now
     if params.get("prorate"):
-        before = [billing.ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in billing.items_of(state, sub)]
-        after = [billing.ItemPlan(p.price, 0, p.item) for p in before]
-        credit = [s for s in billing.proration_lines(state, before, after, start=sub["_period_start"],
-                                                     end=sub["_period_end"], at=now) if s.amount < 0]
-        billing.add_pending_lines(sub, credit)
+        billing.add_pending_lines(sub, billing.unused_credit(state, sub, at=now))
     if params.get("invoice_now") and billing.pending_lines(sub):
-        invoice = billing.new_invoice(state, customer=state.objects[sub["customer"]], sub=sub,
-                                      specs=billing.pending_lines(sub), billing_reason="subscription_update")
-        sub["_pending_lines"] = []
-        billing.finalize(state, invoice)
+        billing.invoice_pending_now(state, sub)
     billing.cancel_now(state, sub=sub, reason="cancellation_requested")
     return sub
 
@@ -352,16 +341,10 @@ def pause_subscription(state: State, params: dict[str, Any], id: str) -> dict[st
     before = render_before(state, sub)
     unused = ((params.get("bill_for") or {}).get("unused_time_from") or {}).get("type", "now")
     if unused != "none" and sub["status"] != "trialing":
-        plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in billing.items_of(state, sub)]
-        zero = [billing.ItemPlan(p.price, 0, p.item) for p in plans]
         at = sub["_period_start"] if unused == "item_current_period_start" else now
-        credit = [s for s in billing.proration_lines(state, plans, zero, start=sub["_period_start"],
-                                                     end=sub["_period_end"], at=at) if s.amount < 0]
+        credit = billing.unused_credit(state, sub, at=at)
         if params.get("invoicing_behavior") == "invoice" and credit:
-            invoice = billing.new_invoice(state, customer=state.objects[sub["customer"]], sub=sub, specs=credit,
-                                          billing_reason="subscription_update")
-            billing.finalize(state, invoice)
-            sub["latest_invoice"] = invoice["id"]
+            billing.invoice_pending_now(state, sub, specs=credit)
         else:
             billing.add_pending_lines(sub, credit)
     sub["status"] = "paused"
@@ -382,7 +365,7 @@ def resume_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
     sub["status"] = "active"
     sub["status_details"] = None
     interval, count = billing.sub_interval(state, sub)
-    plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"], i) for i in billing.items_of(state, sub)]
+    plans = billing.current_plans(state, sub)
     if (params.get("billing_cycle_anchor") or {}).get("type", "now") == "now":
         end = billing.add_interval(now, interval, count)
         sub["billing_cycle_anchor"] = now
@@ -392,11 +375,11 @@ def resume_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
         start = billing.add_interval(end, interval, count, -1)
         specs = billing.pending_lines(sub)
         if params.get("proration_behavior", "create_prorations") != "none":
-            zero = [billing.ItemPlan(p.price, 0, p.item) for p in plans]
+            # The rest of the current period is charged: the opposite of an unused-time credit.
             specs += [billing.LineSpec(-s.amount, s.price, s.quantity, s.start, s.end, True,
                                        s.description.replace("Unused time", "Remaining time"), s.item_id)
-                      for s in billing.proration_lines(state, plans, zero, start=start, end=end,
-                                                       at=params.get("proration_date") or now)]
+                      for s in billing.unused_credit(state, sub, at=params.get("proration_date") or now,
+                                                     start=start, end=end)]
     billing.set_period(state, sub, now, end)
     sub["_pending_lines"] = []
     invoice = billing.new_invoice(state, customer=state.objects[sub["customer"]], sub=sub, specs=specs,
