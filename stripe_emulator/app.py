@@ -4,6 +4,7 @@ Start it in a thread (tests) or as ``python -m stripe_emulator`` (demo, CI)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import threading
@@ -16,7 +17,7 @@ from . import (
     resources,  # noqa: F401  (registers routes)
 )
 from .server import Server
-from .state import State
+from .state import Job, State
 from .webhooks import Dispatcher
 
 
@@ -97,8 +98,6 @@ class Emulator:
             path.write_text(json.dumps(data))
 
     def load(self, path: pathlib.Path) -> None:
-        from .state import Job
-
         data = json.loads(path.read_text())
         with self.state.lock:
             self.state.reset()
@@ -109,7 +108,8 @@ class Emulator:
                 for job in jobs:
                     self.state.jobs[clock or None].append(Job(**job))
             self.state.settings.update(data["settings"])
-            self.state.counters = __import__("itertools").count(
+            # Go on numbering after the restored objects, so list order stays creation order.
+            self.state.counters = itertools.count(
                 max((o.get("_seq", 0) for o in self.state.objects.values()), default=0) + 1
             )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -129,8 +130,6 @@ def update_card(emulator: Emulator, body: dict[str, Any], query: dict[str, str],
 @_route("POST", "/_emulator/run_due")
 def run_due(emulator: Emulator, body: dict[str, Any], query: dict[str, str]) -> Reply:
     """Run now what is due for objects on real time (the ticker does this every 250 ms)."""
-    import time
-
     ran = billing.run_due(emulator.state, clock=None, until=int(time.time()))
     return _json(200, {"ran": ran})
 

@@ -78,7 +78,6 @@ class State:
             self.jobs: dict[str | None, list[Job]] = defaultdict(list)
             self.settings: dict[str, Any] = copy.deepcopy(DEFAULT_SETTINGS)
             self.idempotency: dict[tuple[str, str], tuple[str, int, bytes, dict[str, str]]] = {}
-            self.secrets_by_client: dict[str, str] = {}
             self.faults: list[dict[str, Any]] = []
             self.counters = itertools.count(1)
             self.request = threading.local()

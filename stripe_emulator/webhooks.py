@@ -18,7 +18,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from .resources.events import endpoints_for
 from .state import State
+
+MAX_LOGGED_DELIVERIES = 10_000
 
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:
@@ -54,11 +57,7 @@ class Dispatcher:
         if chaos.get("seed") is not None and not getattr(self, "_seeded", False):
             self.random.seed(chaos["seed"])
             self._seeded = True
-        for endpoint in self.state.all("webhook_endpoint"):
-            if endpoint["status"] != "enabled":
-                continue
-            if "*" not in endpoint["enabled_events"] and event["type"] not in endpoint["enabled_events"]:
-                continue
+        for endpoint in endpoints_for(self.state, event["type"]):
             copies = 2 if self.random.random() < float(chaos.get("duplicate_rate") or 0) else 1
             for _ in range(copies):
                 delay = self.random.uniform(0, float(chaos.get("max_delay_seconds") or 0))
@@ -159,6 +158,7 @@ class Dispatcher:
             error = str(exc)
         ok = status is not None and 200 <= status < 300
         with state.lock:
+            del state.deliveries[:-MAX_LOGGED_DELIVERIES]  # a long demo must not grow without bound
             state.deliveries.append({
                 "event": delivery.event_id, "type": event["type"], "endpoint": delivery.endpoint_id,
                 "attempt": delivery.attempt, "status": status, "error": error, "ok": ok,

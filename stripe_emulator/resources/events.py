@@ -38,15 +38,19 @@ def emit(
         request={"id": ctx.request_id, "idempotency_key": ctx.idempotency_key},
         _seq=next(state.counters),
     )
-    endpoints = [
-        e for e in state.all("webhook_endpoint")
-        if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])
-    ]
-    event["pending_webhooks"] = len(endpoints)
+    event["pending_webhooks"] = len(endpoints_for(state, event_type))
     state.add(event)
     for listener in state.event_listeners:
         listener(event)
     return event
+
+
+def endpoints_for(state: State, event_type: str) -> list[dict[str, Any]]:
+    """The enabled webhook endpoints that asked for this type of event."""
+    return [
+        e for e in state.all("webhook_endpoint")
+        if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])
+    ]
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
