@@ -91,7 +91,8 @@ def merchant_site(emulator: Emulator) -> Iterator[MerchantSite]:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     if not pathlib.Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        # A missing browser is a broken set-up, never a reason to pass: fail loudly.
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser-deps` (apt-get install chromium)")
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
