@@ -77,6 +77,14 @@ class ListResult:
     url: str
 
 
+def where(objs: list[dict[str, Any]], params: dict[str, Any], *keys: str) -> list[dict[str, Any]]:
+    """Keep the objects whose fields equal the list parameters given for ``keys``."""
+    for key in keys:
+        if key in params:
+            objs = [o for o in objs if o.get(key) == params[key]]
+    return objs
+
+
 def paginate(objs: list[dict[str, Any]], params: dict[str, Any], url: str) -> ListResult:
     """Newest first, with Stripe's cursor parameters."""
     ordered = sorted(objs, key=lambda o: (o.get("created", 0), o.get("_seq", 0)), reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..routing import ListResult, paginate, route
+from ..routing import ListResult, paginate, route, where
 from ..shapes import blank
 from ..state import State
 
@@ -58,8 +58,7 @@ def create_product(state: State, params: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/products", params="ProductListParams")
 def list_products(state: State, params: dict[str, Any]) -> ListResult:
     products = state.all("product")
-    if "active" in params:
-        products = [p for p in products if p["active"] == params["active"]]
+    products = where(products, params, "active")
     if "ids" in params:
         products = [p for p in products if p["id"] in params["ids"]]
     return paginate(products, params, "/v1/products")
@@ -170,9 +169,7 @@ def create_price(state: State, params: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/prices", params="PriceListParams")
 def list_prices(state: State, params: dict[str, Any]) -> ListResult:
     prices = state.all("price")
-    for key in ("active", "currency", "product", "type"):
-        if key in params:
-            prices = [p for p in prices if p[key] == params[key]]
+    prices = where(prices, params, "active", "currency", "product", "type")
     if "lookup_keys" in params:
         prices = [p for p in prices if p["lookup_key"] in params["lookup_keys"]]
     if "recurring" in params:

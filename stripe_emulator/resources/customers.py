@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..routing import ListResult, paginate, route
+from ..routing import ListResult, paginate, route, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
@@ -87,10 +87,7 @@ def create_customer(state: State, params: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/customers", params="CustomerListParams")
 def list_customers(state: State, params: dict[str, Any]) -> ListResult:
     customers = state.all("customer")
-    if "email" in params:
-        customers = [c for c in customers if c["email"] == params["email"]]
-    if "test_clock" in params:
-        customers = [c for c in customers if c["test_clock"] == params["test_clock"]]
+    customers = where(customers, params, "email", "test_clock")
     return paginate(customers, params, "/v1/customers")
 
 
@@ -128,9 +125,7 @@ def delete_customer(state: State, params: dict[str, Any], id: str) -> dict[str, 
 @route("GET", "/v1/customers/{id}/payment_methods", params="CustomerListPaymentMethodsParams")
 def list_customer_payment_methods(state: State, params: dict[str, Any], id: str) -> ListResult:
     state.get("customer", id)
-    pms = [p for p in state.all("payment_method") if p["customer"] == id]
-    if "type" in params:
-        pms = [p for p in pms if p["type"] == params["type"]]
+    pms = where([p for p in state.all("payment_method") if p["customer"] == id], params, "type")
     return paginate(pms, params, f"/v1/customers/{id}/payment_methods")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import CardError, InvalidRequestError
-from ..routing import ListResult, paginate, render, route
+from ..routing import ListResult, paginate, render, route, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
@@ -110,10 +110,7 @@ def retrieve_setup_intent(state: State, params: dict[str, Any], id: str) -> dict
 
 @route("GET", "/v1/setup_intents", params="SetupIntentListParams")
 def list_setup_intents(state: State, params: dict[str, Any]) -> ListResult:
-    intents = state.all("setup_intent")
-    for key in ("customer", "payment_method"):
-        if key in params:
-            intents = [i for i in intents if i[key] == params[key]]
+    intents = where(state.all("setup_intent"), params, "customer", "payment_method")
     return paginate(intents, params, "/v1/setup_intents")
 
 
@@ -245,9 +242,7 @@ def retrieve_payment_intent(state: State, params: dict[str, Any], id: str) -> di
 
 @route("GET", "/v1/payment_intents", params="PaymentIntentListParams")
 def list_payment_intents(state: State, params: dict[str, Any]) -> ListResult:
-    intents = state.all("payment_intent")
-    if "customer" in params:
-        intents = [i for i in intents if i["customer"] == params["customer"]]
+    intents = where(state.all("payment_intent"), params, "customer")
     return paginate(intents, params, "/v1/payment_intents")
 
 
@@ -404,10 +399,7 @@ def retrieve_charge(state: State, params: dict[str, Any], id: str) -> dict[str, 
 
 @route("GET", "/v1/charges", params="ChargeListParams")
 def list_charges(state: State, params: dict[str, Any]) -> ListResult:
-    charges = state.all("charge")
-    for key in ("customer", "payment_intent"):
-        if key in params:
-            charges = [c for c in charges if c[key] == params[key]]
+    charges = where(state.all("charge"), params, "customer", "payment_intent")
     return paginate(charges, params, "/v1/charges")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..routing import ListResult, paginate, route, view
+from ..routing import ListResult, paginate, route, view, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
@@ -67,10 +67,7 @@ def create_invoice_item(state: State, params: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/invoiceitems", params="InvoiceItemListParams")
 def list_invoice_items(state: State, params: dict[str, Any]) -> ListResult:
     items = state.all("invoiceitem")
-    if "customer" in params:
-        items = [i for i in items if i["customer"] == params["customer"]]
-    if "invoice" in params:
-        items = [i for i in items if i["invoice"] == params["invoice"]]
+    items = where(items, params, "customer", "invoice")
     if "pending" in params:
         items = [i for i in items if (i["invoice"] is None) == params["pending"]]
     return paginate(items, params, "/v1/invoiceitems")

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import billing
 from ..errors import CardError, InvalidRequestError
-from ..routing import ListResult, paginate, render, route, sublist, view
+from ..routing import ListResult, paginate, render, route, sublist, view, where
 from ..state import State
 from .catalog import merge_metadata
 from .events import emit, render_before
@@ -31,9 +31,7 @@ def show_invoice(state: State, invoice: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/invoices", params="InvoiceListParams")
 def list_invoices(state: State, params: dict[str, Any]) -> ListResult:
     invoices = state.all("invoice")
-    for key in ("customer", "status", "collection_method"):
-        if key in params:
-            invoices = [i for i in invoices if i[key] == params[key]]
+    invoices = where(invoices, params, "customer", "status", "collection_method")
     if "subscription" in params:
         invoices = [i for i in invoices
                     if ((i.get("parent") or {}).get("subscription_details") or {}).get("subscription")
@@ -196,9 +194,7 @@ def create_preview(state: State, params: dict[str, Any]) -> dict[str, Any]:
 
 @route("GET", "/v1/invoice_payments", params="InvoicePaymentListParams")
 def list_invoice_payments(state: State, params: dict[str, Any]) -> ListResult:
-    payments = state.all("invoice_payment")
-    if "invoice" in params:
-        payments = [p for p in payments if p["invoice"] == params["invoice"]]
+    payments = where(state.all("invoice_payment"), params, "invoice")
     if "payment" in params:
         wanted = params["payment"]
         payments = [p for p in payments if p["payment"].get(wanted.get("type")) == wanted.get(wanted.get("type"))]

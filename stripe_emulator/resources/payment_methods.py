@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CardError, InvalidRequestError
-from ..routing import ListResult, paginate, route
+from ..routing import ListResult, paginate, render, route, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
@@ -195,17 +195,11 @@ def attach(state: State, *, pm_id: str, customer: dict[str, Any], param: str = "
         )
     card = card_of(pm)
     if checked and card.setup_decline:
-        raise decline_error(card.setup_decline, payment_method=state_view(state, pm))
+        raise decline_error(card.setup_decline, payment_method=render(state, pm))
     pm["customer"] = customer["id"]
     pm["created"] = state.now_for(customer) if customer.get("test_clock") else pm["created"]
     emit(state, "payment_method.attached", pm)
     return pm
-
-
-def state_view(state: State, pm: dict[str, Any]) -> dict[str, Any]:
-    from ..routing import render
-
-    return render(state, pm)
 
 
 def detach(state: State, pm: dict[str, Any]) -> dict[str, Any]:
@@ -273,8 +267,7 @@ def list_payment_methods(state: State, params: dict[str, Any]) -> ListResult:
         pms = [p for p in pms if p["customer"] == params["customer"]]
     else:
         pms = [p for p in pms if p["customer"] is not None]
-    if "type" in params:
-        pms = [p for p in pms if p["type"] == params["type"]]
+    pms = where(pms, params, "type")
     return paginate(pms, params, "/v1/payment_methods")
 
 

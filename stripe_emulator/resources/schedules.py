@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import billing
 from ..errors import InvalidRequestError
-from ..routing import ListResult, paginate, route
+from ..routing import ListResult, paginate, route, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
@@ -127,9 +127,7 @@ def create_schedule(state: State, params: dict[str, Any]) -> dict[str, Any]:
 
 @route("GET", "/v1/subscription_schedules", params="SubscriptionScheduleListParams")
 def list_schedules(state: State, params: dict[str, Any]) -> ListResult:
-    schedules = state.all("subscription_schedule")
-    if "customer" in params:
-        schedules = [s for s in schedules if s["customer"] == params["customer"]]
+    schedules = where(state.all("subscription_schedule"), params, "customer")
     if params.get("scheduled"):
         schedules = [s for s in schedules if s["status"] == "not_started"]
     return paginate(schedules, params, "/v1/subscription_schedules")

@@ -7,14 +7,12 @@ from typing import Any
 
 from .. import billing
 from ..errors import CardError, InvalidRequestError
-from ..routing import ListResult, paginate, render, route, sublist, view
+from ..routing import ListResult, paginate, render, route, sublist, view, where
 from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata, plan_from_price
 from .events import emit, render_before
 from .payment_methods import DECLINES, card_of, expires_at, resolve
-
-ACTIVE_LIKE = ("active", "trialing", "past_due", "unpaid", "paused")
 
 
 @view("subscription")
@@ -167,9 +165,7 @@ def list_subscriptions(state: State, params: dict[str, Any]) -> ListResult:
         subs = [s for s in subs if s["status"] in ("canceled", "incomplete_expired")]
     elif status != "all":
         subs = [s for s in subs if s["status"] == status]
-    for key in ("customer", "test_clock", "collection_method"):
-        if key in params:
-            subs = [s for s in subs if s[key] == params[key]]
+    subs = where(subs, params, "customer", "test_clock", "collection_method")
     if "price" in params:
         subs = [s for s in subs if any(i["price"] == params["price"] for i in billing.items_of(state, s))]
     return paginate(subs, params, "/v1/subscriptions")
