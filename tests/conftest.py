@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import stripe
@@ -35,3 +36,21 @@ def client(fresh_emulator: Emulator) -> stripe.StripeClient:
         stripe_version=stripe.api_version,
         max_network_retries=0,
     )
+
+
+# --------------------------------------------------------------------------- the portal (Django)
+
+
+@pytest.fixture()
+def stripe_emulated(fresh_emulator: Emulator, settings: Any) -> Emulator:
+    """The portal's gateway pointed at a freshly reset emulator."""
+    settings.STRIPE_API_BASE = fresh_emulator.url
+    return fresh_emulator
+
+
+@pytest.fixture()
+def catalog(db: None, stripe_emulated: Emulator) -> None:
+    """The declared catalog, synced into the emulator and the database."""
+    from billing.catalog_sync import sync_catalog
+
+    sync_catalog()

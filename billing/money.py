@@ -1,0 +1,52 @@
+"""Money and dates for people: integer minor units + ISO currency in, the locale's way out (babel)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from babel.core import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, get_currency_precision
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import get_language
+
+# Our UI languages mapped to the CLDR locales used for numbers and dates.
+_LOCALES = {"en": "en_IE", "sv": "sv_SE", "nl": "nl_NL"}
+
+
+def _locale(language: str | None) -> Locale:
+    code = _LOCALES.get((language or get_language() or "en")[:2], "en_IE")
+    try:
+        return Locale.parse(code)
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en_IE")
+
+
+def to_major(*, amount: int, currency: str) -> Decimal:
+    return Decimal(amount).scaleb(-get_currency_precision(currency.upper()))
+
+
+def format_money(*, amount: int, currency: str, language: str | None = None) -> str:
+    """1900, "eur" → "€19.00" (en), "19,00 €" (nl: "€ 19,00"), "19,00 €" (sv)."""
+    return format_currency(
+        to_major(amount=amount, currency=currency), currency.upper(), locale=_locale(language)
+    )
+
+
+def format_day(
+    *, value: dt.datetime | dt.date | None, language: str | None = None, style: str = "long"
+) -> str:
+    """A date in the customer's words: "21 November 2026", "21 november 2026"."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        value = timezone.localtime(value, timezone=_display_zone()).date()
+    return format_date(value, format=style, locale=_locale(language))
+
+
+def _display_zone() -> dt.tzinfo:
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(settings.PORTAL_DISPLAY_TIME_ZONE)

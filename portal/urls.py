@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from billing import views as billing_views
+from portal.views import cards, changes, dashboard, preferences
+
+app_name = "portal"
+
+portal_patterns = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("cards/", cards.card_list, name="cards"),
+    path("cards/add/", cards.card_add, name="card_add"),
+    path("cards/setup/", cards.card_setup, name="card_setup"),
+    path("cards/confirm/", cards.card_confirm, name="card_confirm"),
+    path("cards/return/", cards.card_return, name="card_return"),
+    path("cards/<int:card_id>/default/", cards.card_default, name="card_default"),
+    path("cards/<int:card_id>/backup/", cards.card_backup, name="card_backup"),
+    path("cards/<int:card_id>/remove/", cards.card_remove, name="card_remove"),
+    path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
+    path("changes/<uuid:change_id>/recheck/", changes.change_recheck, name="change_recheck"),
+    path("language/", preferences.language, name="language"),
+]
+
+urlpatterns = [
+    path("", include((portal_patterns, "portal"))),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("billing/webhooks/stripe/", billing_views.stripe_webhook, name="stripe_webhook"),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG:
+    from portal.views import mailbox
+
+    urlpatterns += [
+        path("dev/mailbox/", mailbox.mailbox, name="dev_mailbox"),
+        path("dev/mailbox/<str:name>/", mailbox.message, name="dev_mailbox_message"),
+    ]

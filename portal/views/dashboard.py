@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from billing import selectors
+from billing.models import BillingCustomer
+from portal.views.common import customer_view
+
+
+@customer_view
+def dashboard(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    return render(request, "portal/dashboard.html", {"view": selectors.dashboard(customer=customer)})

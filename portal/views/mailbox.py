@@ -1,0 +1,74 @@
+"""/dev/mailbox/: the emails the development file backend wrote, newest first (DEBUG only).
+
+Django's file backend appends each message to a .log file, separated by a line of 79
+dashes; we split them again and show subject, recipient, text and links.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+SEPARATOR = "-" * 79
+
+
+@dataclass
+class Mail:
+    key: str
+    subject: str
+    to: str
+    date: str
+    text: str
+    html: str
+
+
+def _messages() -> list[Mail]:
+    folder = Path(settings.EMAIL_FILE_PATH)
+    if not folder.is_dir():
+        return []
+    found: list[Mail] = []
+    for path in sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
+        chunks = [c.strip("\n") for c in path.read_text(encoding="utf-8", errors="replace").split(SEPARATOR)]
+        for index, chunk in enumerate(c for c in chunks if c.strip()):
+            msg = email.message_from_string(chunk, policy=email.policy.default)
+            text = html = ""
+            for part in msg.walk():
+                if part.get_content_type() == "text/plain" and not text:
+                    text = str(part.get_content())  # type: ignore[attr-defined]
+                elif part.get_content_type() == "text/html" and not html:
+                    html = str(part.get_content())  # type: ignore[attr-defined]
+            found.append(
+                Mail(
+                    key=f"{path.stem}-{index}",
+                    subject=str(msg.get("Subject", "")),
+                    to=str(msg.get("To", "")),
+                    date=str(msg.get("Date", "")),
+                    text=text,
+                    html=html,
+                )
+            )
+    return found
+
+
+def _debug_only() -> None:
+    if not settings.DEBUG:
+        raise Http404
+
+
+def mailbox(request: HttpRequest) -> HttpResponse:
+    _debug_only()
+    return render(request, "portal/dev/mailbox.html", {"mails": _messages()})
+
+
+def message(request: HttpRequest, name: str) -> HttpResponse:
+    _debug_only()
+    for mail in _messages():
+        if mail.key == name:
+            return render(request, "portal/dev/mailbox.html", {"mails": [mail], "one": True})
+    raise Http404
