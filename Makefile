@@ -81,7 +81,7 @@ browser-deps:
 lint: $(STAMP)
 	@rc=0; \
 	echo "+ ruff check ."; $(BIN)/ruff check . || rc=1; \
-	echo "+ mypy stripe_emulator"; $(BIN)/mypy stripe_emulator || rc=1; \
+	echo "+ mypy stripe_emulator billing portal"; $(BIN)/mypy stripe_emulator billing portal || rc=1; \
 	exit $$rc
 
 format: $(STAMP)
