@@ -91,7 +91,7 @@ def _translated(call: Callable[[], T]) -> T:
         raise BillingError(exc.user_message or str(exc), code=exc.code or "stripe_error") from exc
 
 
-def _options(idempotency_key: str | None) -> dict[str, Any]:
+def _options(idempotency_key: str | None) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key} if idempotency_key else {}
 
 
@@ -101,7 +101,7 @@ def _options(idempotency_key: str | None) -> dict[str, Any]:
 def customer_create(
     *, email: str, name: str, language: str, metadata: dict[str, str], idempotency_key: str
 ) -> StripeDict:
-    params: dict[str, Any] = {
+    params: stripe.params.CustomerCreateParams = {
         "email": email,
         "name": name,
         "preferred_locales": [language],
@@ -119,7 +119,9 @@ def customer_retrieve(*, customer_id: str) -> StripeDict:
 def customer_set_default_payment_method(
     *, customer_id: str, payment_method_id: str, idempotency_key: str
 ) -> StripeDict:
-    params: dict[str, Any] = {"invoice_settings": {"default_payment_method": payment_method_id}}
+    params: stripe.params.CustomerUpdateParams = {
+        "invoice_settings": {"default_payment_method": payment_method_id}
+    }
     return _plain(
         _translated(
             lambda: client().v1.customers.update(
@@ -132,7 +134,7 @@ def customer_set_default_payment_method(
 def customer_update_metadata(
     *, customer_id: str, metadata: dict[str, str], idempotency_key: str
 ) -> StripeDict:
-    params: dict[str, Any] = {"metadata": metadata}
+    params: stripe.params.CustomerUpdateParams = {"metadata": metadata}
     return _plain(
         _translated(
             lambda: client().v1.customers.update(
@@ -146,7 +148,7 @@ def customer_update_metadata(
 
 
 def setup_intent_create(*, customer_id: str, idempotency_key: str) -> StripeDict:
-    params: dict[str, Any] = {
+    params: stripe.params.SetupIntentCreateParams = {
         "customer": customer_id,
         "usage": "off_session",
         "allowed_payment_method_types": ["card"],
@@ -175,7 +177,7 @@ def payment_method_detach(*, payment_method_id: str, idempotency_key: str) -> St
 
 
 def payment_methods_list(*, customer_id: str) -> Iterator[StripeDict]:
-    params: dict[str, Any] = {"type": "card", "limit": 100}
+    params: stripe.params.CustomerPaymentMethodListParams = {"type": "card", "limit": 100}
     page = _translated(lambda: client().v1.customers.payment_methods.list(customer_id, params=params))
     for pm in page.auto_paging_iter():
         yield _plain(pm)
@@ -191,7 +193,7 @@ def subscription_retrieve(*, subscription_id: str) -> StripeDict:
 def subscription_set_default_payment_method(
     *, subscription_id: str, payment_method_id: str, idempotency_key: str
 ) -> StripeDict:
-    params: dict[str, Any] = {"default_payment_method": payment_method_id}
+    params: stripe.params.SubscriptionUpdateParams = {"default_payment_method": payment_method_id}
     return _plain(
         _translated(
             lambda: client().v1.subscriptions.update(
@@ -201,7 +203,9 @@ def subscription_set_default_payment_method(
     )
 
 
-def subscription_create(*, params: dict[str, Any], idempotency_key: str) -> StripeDict:
+def subscription_create(
+    *, params: stripe.params.SubscriptionCreateParams, idempotency_key: str
+) -> StripeDict:
     return _plain(
         _translated(
             lambda: client().v1.subscriptions.create(params=params, options=_options(idempotency_key))
@@ -210,7 +214,7 @@ def subscription_create(*, params: dict[str, Any], idempotency_key: str) -> Stri
 
 
 def subscriptions_list(*, customer_id: str) -> Iterator[StripeDict]:
-    params: dict[str, Any] = {"customer": customer_id, "status": "all", "limit": 100}
+    params: stripe.params.SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
     page = _translated(lambda: client().v1.subscriptions.list(params=params))
     for sub in page.auto_paging_iter():
         yield _plain(sub)
@@ -225,7 +229,7 @@ def invoice_retrieve(*, invoice_id: str) -> StripeDict:
 
 def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str) -> StripeDict:
     # on-session: the customer is on the page, so the bank may ask for 3-D Secure and they can answer.
-    params: dict[str, Any] = {"payment_method": payment_method_id, "off_session": False}
+    params: stripe.params.InvoicePayParams = {"payment_method": payment_method_id, "off_session": False}
     return _plain(
         _translated(
             lambda: client().v1.invoices.pay(invoice_id, params=params, options=_options(idempotency_key))
@@ -234,7 +238,7 @@ def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str
 
 
 def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[StripeDict]:
-    params: dict[str, Any] = {"customer": customer_id, "limit": min(limit, 100)}
+    params: stripe.params.InvoiceListParams = {"customer": customer_id, "limit": min(limit, 100)}
     page = _translated(lambda: client().v1.invoices.list(params=params))
     for count, invoice in enumerate(page.auto_paging_iter()):
         if count >= limit:
@@ -246,7 +250,7 @@ def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[StripeDict]
 
 
 def products_search_by_metadata_key(*, catalog_key: str) -> StripeDict | None:
-    params: dict[str, Any] = {"limit": 100}
+    params: stripe.params.ProductListParams = {"limit": 100}
     page = _translated(lambda: client().v1.products.list(params=params))
     for product in page.auto_paging_iter():
         found = _plain(product)
@@ -256,19 +260,19 @@ def products_search_by_metadata_key(*, catalog_key: str) -> StripeDict | None:
 
 
 def product_create(*, name: str, catalog_key: str, idempotency_key: str) -> StripeDict:
-    params: dict[str, Any] = {"name": name, "metadata": {"catalog_key": catalog_key}}
+    params: stripe.params.ProductCreateParams = {"name": name, "metadata": {"catalog_key": catalog_key}}
     return _plain(
         _translated(lambda: client().v1.products.create(params=params, options=_options(idempotency_key)))
     )
 
 
 def product_update(*, product_id: str, name: str) -> StripeDict:
-    params: dict[str, Any] = {"name": name}
+    params: stripe.params.ProductUpdateParams = {"name": name}
     return _plain(_translated(lambda: client().v1.products.update(product_id, params=params)))
 
 
 def price_by_lookup_key(*, lookup_key: str) -> StripeDict | None:
-    params: dict[str, Any] = {"lookup_keys": [lookup_key], "active": True, "limit": 1}
+    params: stripe.params.PriceListParams = {"lookup_keys": [lookup_key], "active": True, "limit": 1}
     page = _translated(lambda: client().v1.prices.list(params=params))
     return _plain(page.data[0]) if page.data else None
 
@@ -283,7 +287,7 @@ def price_create(
     lookup_key: str,
     idempotency_key: str,
 ) -> StripeDict:
-    params: dict[str, Any] = {
+    params: stripe.params.PriceCreateParams = {
         "product": product_id,
         "currency": currency,
         "unit_amount": unit_amount,
@@ -298,7 +302,7 @@ def price_create(
 
 
 def price_archive(*, price_id: str) -> StripeDict:
-    params: dict[str, Any] = {"active": False}
+    params: stripe.params.PriceUpdateParams = {"active": False}
     return _plain(_translated(lambda: client().v1.prices.update(price_id, params=params)))
 
 

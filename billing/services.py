@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +26,10 @@ Kind = BillingChange.Kind
 Status = BillingChange.Status
 
 
+# Who asked for a change: the customer's user, staff, or nobody (a job).
+Actor = AbstractBaseUser | AnonymousUser | None
+
+
 class Refused(Exception):
     """A change that policy does not allow; the message is for the customer."""
 
@@ -35,7 +39,7 @@ class Refused(Exception):
 
 def customer_for_user(*, user: AbstractBaseUser, email: str = "", language: str = "") -> BillingCustomer:
     customer, _created = BillingCustomer.objects.get_or_create(
-        user=user, defaults={"email": email, "language": language or "en"}
+        user_id=user.pk, defaults={"email": email, "language": language or "en"}
     )
     return customer
 
@@ -77,9 +81,7 @@ def card_setup_start(*, customer: BillingCustomer, attempt: str) -> str:
     return str(intent["client_secret"])
 
 
-def card_add(
-    *, customer: BillingCustomer, setup_intent_id: str, requested_by: AbstractBaseUser | None
-) -> BillingChange:
+def card_add(*, customer: BillingCustomer, setup_intent_id: str, requested_by: Actor) -> BillingChange:
     if not setup_intent_id.startswith("seti_"):
         raise Refused("invalid setup intent")
     return _request(
@@ -91,9 +93,7 @@ def card_add(
     )
 
 
-def card_set_default(
-    *, customer: BillingCustomer, card: PaymentMethod, requested_by: AbstractBaseUser | None
-) -> BillingChange:
+def card_set_default(*, customer: BillingCustomer, card: PaymentMethod, requested_by: Actor) -> BillingChange:
     refusal = policy.default_refusal(customer=customer, card=card, today=timezone.now().date())
     if refusal:
         raise Refused(refusal)
@@ -106,7 +106,7 @@ def card_set_default(
 
 
 def card_set_backup(
-    *, customer: BillingCustomer, card: PaymentMethod, consent: bool, requested_by: AbstractBaseUser | None
+    *, customer: BillingCustomer, card: PaymentMethod, consent: bool, requested_by: Actor
 ) -> BillingChange:
     refusal = policy.backup_refusal(customer=customer, card=card, consent=consent)
     if refusal:
@@ -119,9 +119,7 @@ def card_set_backup(
     )
 
 
-def card_remove(
-    *, customer: BillingCustomer, card: PaymentMethod, requested_by: AbstractBaseUser | None
-) -> BillingChange:
+def card_remove(*, customer: BillingCustomer, card: PaymentMethod, requested_by: Actor) -> BillingChange:
     live = customer.subscriptions.filter(status__in=policy.LIVE_SUBSCRIPTION_STATUSES).exists()
     refusal = policy.card_removal_refusal(customer=customer, card=card, live_subscription=live)
     if refusal:
@@ -142,7 +140,7 @@ def _request(
     customer: BillingCustomer,
     kind: str,
     params: dict[str, Any],
-    requested_by: AbstractBaseUser | None,
+    requested_by: Actor,
     dedupe: dict[str, Any] | None = None,
 ) -> BillingChange:
     """Record the change, then try it at once; a double submit of the same thing is one change."""
@@ -157,7 +155,7 @@ def _request(
             customer=customer,
             kind=kind,
             params=params,
-            requested_by=requested_by if requested_by is not None and requested_by.pk else None,
+            requested_by_id=requested_by.pk if requested_by is not None else None,
             next_attempt_at=timezone.now(),
         )
     apply_change(change_id=change.pk)
@@ -186,7 +184,7 @@ def apply_change(*, change_id: Any) -> None:
             customer = BillingCustomer.objects.select_for_update().get(pk=change.customer_id)
             change.customer = customer
             change.attempts += 1
-            result = _APPLY[change.kind](change)
+            result = _APPLY[Kind(change.kind)](change)
             change.status = Status.APPLIED
             change.result = result
             change.applied_at = timezone.now()
@@ -300,7 +298,7 @@ def _apply_card_add(change: BillingChange) -> dict[str, Any]:
     if intent.get("status") != "succeeded":
         raise InvalidRequest("The card was not confirmed.", code=f"setup_intent_{intent.get('status')}")
     pm_ref = intent.get("payment_method")
-    pm_id = pm_ref.get("id") if isinstance(pm_ref, dict) else str(pm_ref)
+    pm_id = str(pm_ref.get("id") if isinstance(pm_ref, dict) else pm_ref)
     card = gateway.payment_method_retrieve(payment_method_id=pm_id)
     _sync_from(change, card=card)
     result = _make_default(change, payment_method_id=pm_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -41,7 +42,7 @@ def enqueue_change(*, change: BillingChange) -> None:
     if change.next_attempt_at:
         delay = max(0.0, (change.next_attempt_at - timezone.now()).total_seconds())
     change_id = str(change.pk)
-    transaction.on_commit(lambda: apply_change.apply_async(args=[change_id], countdown=delay))
+    transaction.on_commit(lambda: apply_change.apply_async(args=(change_id,), countdown=delay))
 
 
 @shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=900, max_retries=10)
@@ -57,7 +58,7 @@ def apply_pending_changes() -> int:
 @shared_task
 def process_pending_events() -> int:
     """Events stored but never processed (a lost enqueue) or failed, oldest first."""
-    stale = timezone.now() - timezone.timedelta(minutes=1)
+    stale = timezone.now() - dt.timedelta(minutes=1)
     ids = list(
         StripeEvent.objects.filter(
             status__in=[StripeEvent.Status.PENDING, StripeEvent.Status.FAILED], received_at__lt=stale
@@ -72,7 +73,7 @@ def process_pending_events() -> int:
 
 @shared_task
 def send_pending_notifications() -> int:
-    stale = timezone.now() - timezone.timedelta(minutes=1)
+    stale = timezone.now() - dt.timedelta(minutes=1)
     ids = list(
         Notification.objects.filter(status=Notification.Status.PENDING, created_at__lt=stale).values_list(
             "pk", flat=True

@@ -69,7 +69,7 @@ def card_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     change = services.card_add(
         customer=customer,
         setup_intent_id=form.cleaned_data["setup_intent"],
-        requested_by=request.user,  # type: ignore[arg-type]
+        requested_by=request.user,
     )
     return _after_change(request, change)
 
@@ -92,15 +92,15 @@ def _card_action(request: HttpRequest, customer: BillingCustomer, card_id: int, 
     user = request.user
     try:
         if action == "default":
-            change = services.card_set_default(customer=customer, card=card, requested_by=user)  # type: ignore[arg-type]
+            change = services.card_set_default(customer=customer, card=card, requested_by=user)
         elif action == "remove":
-            change = services.card_remove(customer=customer, card=card, requested_by=user)  # type: ignore[arg-type]
+            change = services.card_remove(customer=customer, card=card, requested_by=user)
         else:
             form = BackupForm(request.POST)
             consent = form.is_valid() and form.cleaned_data["consent"]
             change = services.card_set_backup(
                 customer=customer, card=card, consent=consent, requested_by=user
-            )  # type: ignore[arg-type]
+            )
     except services.Refused as refusal:
         messages.error(request, str(refusal))
         return redirect(reverse("portal:cards"))

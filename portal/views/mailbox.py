@@ -40,9 +40,9 @@ def _messages() -> list[Mail]:
             text = html = ""
             for part in msg.walk():
                 if part.get_content_type() == "text/plain" and not text:
-                    text = str(part.get_content())  # type: ignore[attr-defined]
+                    text = str(part.get_content())
                 elif part.get_content_type() == "text/html" and not html:
-                    html = str(part.get_content())  # type: ignore[attr-defined]
+                    html = str(part.get_content())
             found.append(
                 Mail(
                     key=f"{path.stem}-{index}",
