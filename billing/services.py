@@ -146,8 +146,11 @@ def _request(
     """Record the change, then try it at once; a double submit of the same thing is one change."""
     with transaction.atomic():
         if dedupe is not None:
+            # The customer's row lock makes two simultaneous submits find one another; key lookups
+            # (not `params__contains`) because SQLite has no JSON containment.
+            BillingCustomer.objects.select_for_update().filter(pk=customer.pk).first()
             found = BillingChange.objects.filter(
-                customer=customer, kind=kind, params__contains=dedupe
+                customer=customer, kind=kind, **{f"params__{key}": value for key, value in dedupe.items()}
             ).first()
             if found:
                 return found
@@ -171,17 +174,17 @@ def apply_change(*, change_id: Any) -> None:
     """Apply one pending change.  Safe to call any number of times, from anywhere, concurrently:
     the change's row lock makes one caller do the work, its status makes later callers no-ops,
     and Stripe's idempotency keys make a repeated request after a crash a replay."""
+    customer_id = BillingChange.objects.filter(pk=change_id).values_list("customer_id", flat=True).first()
+    if customer_id is None:
+        return
     try:
         with transaction.atomic():
-            change = (
-                BillingChange.objects.select_for_update(of=("self",))
-                .select_related("customer")
-                .filter(pk=change_id)
-                .first()
-            )
+            # Customer first, then the change: the same order as webhook processing and rechecks,
+            # so concurrent work on one customer queues up instead of deadlocking.
+            customer = BillingCustomer.objects.select_for_update().get(pk=customer_id)
+            change = BillingChange.objects.select_for_update().filter(pk=change_id).first()
             if change is None or change.status != Status.PENDING:
                 return
-            customer = BillingCustomer.objects.select_for_update().get(pk=change.customer_id)
             change.customer = customer
             change.attempts += 1
             result = _APPLY[Kind(change.kind)](change)
