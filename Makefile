@@ -16,13 +16,15 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.install-stamp
 
 EMULATOR_PORT ?= 12111
+PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 ARTIFACTS := artifacts
 JUNIT := $(ARTIFACTS)/junit.xml
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PORTAL_BENCH_ARGS ?=
 
-.PHONY: help venv install lock browser-deps lint format test emulator bench clean distclean
+.PHONY: help venv install lock browser-deps lint format test emulator demo bench clean distclean
 
 help:
 	@echo "make install       create $(VENV) (Python 3.11) and install $(LOCK) + the project (editable)"
@@ -31,7 +33,10 @@ help:
 	@echo "make format        ruff format + ruff check --fix"
 	@echo "make test          install, browser-deps, lint, then the whole pytest suite; fails on any skip/xfail"
 	@echo "make emulator      run the Stripe emulator on 127.0.0.1:$(EMULATOR_PORT) (EMULATOR_PORT=...)"
-	@echo "make bench         emulator benchmark -> bench/results/latest.json (never part of make test)"
+	@echo "make demo          the portal with demo customers on http://127.0.0.1:$(PORT) (PORT=..., EMULATOR_PORT=...)"
+	@echo "make bench         emulator benchmark -> bench/results/latest.json, then the portal benchmark"
+	@echo "                   (PostgreSQL: DATABASE_URL, default .../portal_bench) -> bench/results/portal-latest.json;"
+	@echo "                   BENCH_ARGS / PORTAL_BENCH_ARGS pass options; never part of make test"
 	@echo "make lock          re-resolve $(LOCK) from pyproject.toml (uv, hashes)"
 	@echo "make clean         remove caches, artifacts and build files (keeps $(VENV))"
 	@echo "make distclean     clean + remove $(VENV)"
@@ -124,8 +129,22 @@ test: $(STAMP) browser-deps lint
 emulator: $(STAMP)
 	$(PY) -m stripe_emulator --host 127.0.0.1 --port $(EMULATOR_PORT)
 
+# The portal against its own emulator (started and stopped by the command), on a SQLite database
+# recreated each run (var/demo.sqlite3), Celery tasks in-process (no REDIS_URL), emails written to
+# var/mailbox and shown at /dev/mailbox/.  Settings read at import are fixed here; the command sets
+# the emulator's address and the webhook secret itself.
+demo: $(STAMP)
+	@mkdir -p var
+	env -u REDIS_URL -u CELERY_BROKER_URL -u DJANGO_SETTINGS_MODULE CELERY_TASK_ALWAYS_EAGER=1 \
+		DJANGO_DEBUG=1 DJANGO_HTTPS=0 PYTHONUNBUFFERED=1 \
+		DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 \
+		DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend \
+		DJANGO_EMAIL_FILE_PATH=$(CURDIR)/var/mailbox \
+		$(PY) manage.py demo --port $(PORT) --emulator-port $(EMULATOR_PORT)
+
 bench: $(STAMP)
 	$(PY) bench/emulator_bench.py $(BENCH_ARGS)
+	$(PY) bench/portal_bench.py $(PORTAL_BENCH_ARGS)
 
 # --------------------------------------------------------------------------- housekeeping
 

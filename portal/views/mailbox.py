@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,22 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 SEPARATOR = "-" * 79
+# The HTML part is shown in a sandboxed iframe; its links must open in the window, not inside the
+# frame, where the portal refuses to be shown (X-Frame-Options: DENY).
+LINKS_LEAVE_FRAME = '<base target="_top">'
+_HTML_START = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
+
+
+def _links_leave_frame(html: str) -> str:
+    if not html:
+        return html
+    head = re.search(r"<head\b[^>]*>", html, re.IGNORECASE)
+    if head:
+        return html[: head.end()] + LINKS_LEAVE_FRAME + html[head.end() :]
+    start = _HTML_START.search(html)
+    if start:
+        return html[: start.end()] + f"<head>{LINKS_LEAVE_FRAME}</head>" + html[start.end() :]
+    return LINKS_LEAVE_FRAME + html
 
 
 @dataclass
@@ -34,9 +51,10 @@ def _messages() -> list[Mail]:
         return []
     found: list[Mail] = []
     for path in sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
-        chunks = [c.strip("\n") for c in path.read_text(encoding="utf-8", errors="replace").split(SEPARATOR)]
+        # Bytes, not text: parsed from a str, an 8bit UTF-8 body decodes to escapes ("\\u20ac" for €).
+        chunks = [c.strip(b"\n") for c in path.read_bytes().split(SEPARATOR.encode())]
         for index, chunk in enumerate(c for c in chunks if c.strip()):
-            msg = email.message_from_string(chunk, policy=email.policy.default)
+            msg = email.message_from_bytes(chunk, policy=email.policy.default)
             text = html = ""
             for part in msg.walk():
                 if part.get_content_type() == "text/plain" and not text:
@@ -50,7 +68,7 @@ def _messages() -> list[Mail]:
                     to=str(msg.get("To", "")),
                     date=str(msg.get("Date", "")),
                     text=text,
-                    html=html,
+                    html=_links_leave_frame(html),
                 )
             )
     return found
