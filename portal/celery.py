@@ -11,3 +11,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _require_secret_key(sender: Celery, **kwargs: object) -> None:
+    """A worker signs nothing today, but runs with production settings: refuse a missing key."""
+    from django.conf import settings
+
+    settings.SECRET_KEY  # noqa: B018

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,10 +18,11 @@ env = environ.Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
+# Without DJANGO_SECRET_KEY in production mode the key stays empty: commands that don't sign
+# anything (makemigrations, collectstatic) still run, while serving refuses to start
+# (portal/wsgi.py, asgi.py and celery.py read the key first, and Django rejects an empty one).
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+if not SECRET_KEY and DEBUG:
     # Development only: a fixed key so sessions survive restarts of `make demo`.
     SECRET_KEY = "django-insecure-development-only-key-not-for-production-use"
 
