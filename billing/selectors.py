@@ -58,6 +58,11 @@ def invoice_for(*, customer: BillingCustomer, invoice_id: int) -> Invoice:
     return get_object_or_404(Invoice, customer=customer, pk=invoice_id)
 
 
+def open_invoices(*, customer: BillingCustomer) -> list[Invoice]:
+    """Invoices waiting for money, oldest first (the order they are retried in)."""
+    return list(Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created"))
+
+
 def current_subscription(*, customer: BillingCustomer) -> Subscription | None:
     """The subscription the dashboard is about: a live one first, else the most recent."""
     subs = list(
@@ -91,9 +96,7 @@ def dashboard(*, customer: BillingCustomer) -> Dashboard:
         cards=cards,
         default_card=by_id.get(default_id),
         backup_card=by_id.get(customer.backup_payment_method_id),
-        open_invoices=list(
-            Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created")
-        ),
+        open_invoices=open_invoices(customer=customer),
         pending_changes=list(
             BillingChange.objects.filter(
                 customer=customer,

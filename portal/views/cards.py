@@ -40,7 +40,7 @@ def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse
         "currency": customer.currency,
         # One per page view: a double click reuses the same SetupIntent (idempotency key).
         "attempt": secrets.token_urlsafe(12),
-        "open_invoices": selectors.dashboard(customer=customer).open_invoices,
+        "open_invoices": selectors.open_invoices(customer=customer),
     }
     return render(request, "portal/card_add.html", context)
 

@@ -1,0 +1,650 @@
+"""Benchmark the portal on PostgreSQL: customer pages and webhook ingestion.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/portal_bench.py --help``).  It needs
+PostgreSQL: ``DATABASE_URL`` (default ``postgres://postgres@127.0.0.1:5432/portal_bench``) names a
+database the bench owns: it is created when missing, migrated and then *flushed*, so the name must
+contain "bench" (``--allow-any-database`` overrides that guard).  Settings are ``tests.settings``
+(DEBUG off, test keys, eager Celery); REDIS_URL and CELERY_BROKER_URL are ignored, so no task
+ever reaches a real broker or worker.  A Stripe emulator runs in this process on a free port.
+
+Everything goes through Django's test client, in this process, from one thread: the full
+middleware stack and views, no HTTP server or socket in front.  The test client keeps one
+PostgreSQL connection open for the whole run (as ``CONN_MAX_AGE > 0`` would in production).
+
+Seeded data (all through the emulator, then mirrored by the portal itself):
+
+* the page customer: on a test clock, a monthly Standard subscription billed for two years
+  (24 paid invoices), then a renewal declined on the new default card (1 open invoice, subscription
+  past due), 3 cards, a backup card set through a BillingChange, and the notifications that the
+  webhooks of all that history produced (24 receipts + 1 change confirmation);
+* ``--customers`` other customers (default 10), each with a card and a subscription that was
+  updated once; their real events feed the webhook measurement.
+
+(1) Pages: ``/``, ``/cards/``, ``/cards/add/`` and the change page, ``--requests`` GETs each
+    (default 300, after ``--warmup``), as the logged-in page customer.  Reported: req/s, p50/p95
+    latency, SQL queries per page (CaptureQueriesContext, one extra request) and the number of
+    requests the emulator received meanwhile, which must be 0: pages read the local mirror only.
+
+(2) Webhooks: ``--events`` signed POSTs (default 500) of the other customers' real events, each
+    with a new event id, signed as Stripe signs them.
+      end to end  verify → store → process in the request (eager Celery: the handler re-reads the
+                  object from the emulator and updates the mirror);
+      store only  verify → store → enqueue to Celery's in-memory broker (processing deferred);
+      drain       then processing those stored events one by one, as a worker would.
+
+Prints a table and writes ``bench/results/portal-latest.json``.  Never part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the project's packages (portal, billing, tests)
+
+RESULTS = ROOT / "bench" / "results" / "portal-latest.json"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
+DAY = 24 * 60 * 60
+# A renewal invoice is drafted at the period end and finalized and charged an hour later (the
+# emulator's finalize_after_seconds, as at Stripe); advancing two hours past it settles the charge.
+RENEWAL_SETTLED = 2 * 60 * 60
+
+# Everything below that imports Django runs after configure(); these are set before.
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ.setdefault("BILLING_LOG_LEVEL", "WARNING")
+# WhiteNoise notes that collectstatic has not run; pages are measured without static files.
+warnings.filterwarnings("ignore", message="No directory at")
+for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_DEBUG"):
+    os.environ.pop(name, None)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def prepare_database(*, url: str, allow_any: bool) -> str:
+    """Create the bench database if it is missing; returns its name.  Only the server's
+    maintenance database `postgres` is connected to besides, and only to create this one."""
+    import environ
+    import psycopg
+    from psycopg import sql
+
+    config = environ.Env.db_url_config(url)
+    if "postgresql" not in config["ENGINE"]:
+        raise SystemExit(f"portal bench: DATABASE_URL must be PostgreSQL, not {config['ENGINE']}")
+    name = str(config["NAME"])
+    if "bench" not in name and not allow_any:
+        raise SystemExit(
+            f"portal bench: refusing to flush database {name!r}: its name does not contain 'bench' "
+            "(pass --allow-any-database if it really is a scratch database)"
+        )
+    try:
+        with psycopg.connect(
+            dbname="postgres",
+            host=str(config.get("HOST") or "127.0.0.1"),
+            port=int(config.get("PORT") or 5432),
+            user=str(config.get("USER") or "postgres"),
+            password=str(config.get("PASSWORD") or ""),
+            autocommit=True,
+            connect_timeout=5,
+        ) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"portal bench: PostgreSQL is not reachable ({exc}).") from exc
+    return name
+
+
+def setup_django(*, url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+class RequestCounter:
+    """How many API requests the emulator has parsed: a Stripe call from a page shows up here."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def install(self, emulator: Any) -> None:
+        from stripe_emulator.server import Handler
+
+        counter = self
+
+        class CountingHandler(Handler):
+            def parse_request(self) -> bool:
+                ok = super().parse_request()
+                if ok:
+                    with counter.lock:
+                        counter.count += 1
+                return ok
+
+        emulator.server.RequestHandlerClass = CountingHandler
+
+    def value(self) -> int:
+        with self.lock:
+            return self.count
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def latency_summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(1000 * statistics.median(ordered), 2),
+        "p95_ms": round(1000 * ordered[max(0, int(len(ordered) * 0.95) - 1)], 2),
+        "max_ms": round(1000 * ordered[-1], 2),
+    }
+
+
+def timed_loop(count: int, call: Callable[[int], object]) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    start = time.perf_counter()
+    for n in range(count):
+        t0 = time.perf_counter()
+        call(n)
+        latencies.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, latencies
+
+
+def queries_during(call: Callable[[], Any]) -> list[str]:
+    """The SQL one call runs.  Read at once: the next request's request_started resets the log."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        call()
+    return [query["sql"] for query in ctx.captured_queries]
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def api() -> Any:
+    from tests.portal_support import stripe_client
+
+    return stripe_client()
+
+
+def advance_clock(*, clock_id: str, to: int) -> None:
+    client = api()
+    client.v1.test_helpers.test_clocks.advance(clock_id, params={"frozen_time": to})
+    deadline = time.monotonic() + 60
+    while (status := client.v1.test_helpers.test_clocks.retrieve(clock_id).status) != "ready":
+        if status == "internal_failure" or time.monotonic() > deadline:
+            raise RuntimeError(f"test clock {clock_id} ended {status!r}")
+        time.sleep(0.01)
+
+
+def seed_page_customer(*, email: str) -> dict[str, Any]:
+    """Two years on the Standard plan, then a declined renewal: the busiest dashboard there is."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from billing import services, sync
+    from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod, Price
+    from tests.portal_support import PASSWORD, deliver_events, emulator_events
+
+    client = api()
+    user = get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    customer = services.customer_for_user(user=user, email=email, language="en")
+
+    start = int(time.time()) - 740 * DAY  # so that 24 monthly periods end just before today
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start, "name": "bench"})
+    stripe_customer = client.v1.customers.create(
+        params={
+            "email": email,
+            "preferred_locales": ["en"],
+            "test_clock": clock.id,
+            "metadata": {"portal_customer": str(customer.pk)},
+        }
+    )
+    BillingCustomer.objects.filter(pk=customer.pk).update(stripe_customer_id=stripe_customer.id)
+    first = client.v1.payment_methods.attach("pm_card_visa", params={"customer": stripe_customer.id})
+    client.v1.customers.update(
+        stripe_customer.id, params={"invoice_settings": {"default_payment_method": first.id}}
+    )
+    price_id = Price.objects.get(lookup_key="standard_month_eur").stripe_price_id
+    subscription = client.v1.subscriptions.create(
+        params={"customer": stripe_customer.id, "items": [{"price": price_id}]}
+    )
+    for _month in range(23):
+        period_end = client.v1.subscriptions.retrieve(subscription.id)["items"]["data"][0][
+            "current_period_end"
+        ]
+        advance_clock(clock_id=clock.id, to=period_end + RENEWAL_SETTLED)
+    # A second card kept as backup, and a new default whose first charge is declined.
+    backup = client.v1.payment_methods.attach("pm_card_mastercard", params={"customer": stripe_customer.id})
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": stripe_customer.id}
+    )
+    client.v1.customers.update(
+        stripe_customer.id, params={"invoice_settings": {"default_payment_method": failing.id}}
+    )
+    period_end = client.v1.subscriptions.retrieve(subscription.id)["items"]["data"][0]["current_period_end"]
+    advance_clock(clock_id=clock.id, to=period_end + RENEWAL_SETTLED)
+
+    # The portal learns all of it as it would in production: webhooks, then a reconcile.
+    delivered = deliver_events(Client())
+    sync.reconcile_customer(customer_id=customer.pk)
+    customer.refresh_from_db()
+    card = PaymentMethod.objects.get(customer=customer, stripe_id=backup.id)
+    change = services.card_set_backup(customer=customer, card=card, consent=True, requested_by=user)
+    change.refresh_from_db()
+    if change.status != BillingChange.Status.APPLIED:
+        raise RuntimeError(f"seeding: the backup card change ended {change.status}: {change.error_message}")
+
+    invoices = collections.Counter(Invoice.objects.filter(customer=customer).values_list("status", flat=True))
+    seeded = {
+        "email": email,
+        "subscription_status": customer.subscriptions.get().status,
+        "cards": PaymentMethod.objects.filter(customer=customer).count(),
+        "invoices": dict(sorted(invoices.items())),
+        "notifications": Notification.objects.filter(customer=customer).count(),
+        "webhook_events_delivered": len(delivered),
+        "emulator_events": len(emulator_events()),
+        "change_id": str(change.pk),
+    }
+    if seeded["cards"] != 3 or invoices.get("paid") != 24 or invoices.get("open") != 1:
+        raise RuntimeError(f"seeding: unexpected page customer {seeded}")
+    return seeded
+
+
+def seed_webhook_customers(*, count: int) -> list[str]:
+    """Customers whose real events the webhook measurement replays; returns their Stripe ids."""
+    from tests.portal_support import make_customer
+
+    client = api()
+    ids = []
+    for n in range(count):
+        customer = make_customer(
+            email=f"hook{n}@example.com", card="pm_card_visa" if n % 2 else "pm_card_mastercard"
+        )
+        assert customer.stripe_customer_id
+        sub = customer.subscriptions.get()
+        client.v1.subscriptions.update(sub.stripe_id, params={"metadata": {"bench": str(n)}})
+        ids.append(customer.stripe_customer_id)
+    return ids
+
+
+# --------------------------------------------------------------------------- (1) pages
+
+
+def bench_pages(
+    *, email: str, change_id: str, requests: int, warmup: int, counter: RequestCounter
+) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(email=email))
+    pages = {
+        "dashboard": "/",
+        "cards": "/cards/",
+        "card add": "/cards/add/",
+        "change": f"/changes/{change_id}/",
+    }
+    results: dict[str, Any] = {}
+    stripe_before = counter.value()
+    for label, path in pages.items():
+
+        def get(_n: int, path: str = path) -> None:
+            response = client.get(path)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {path} answered {response.status_code}")
+
+        for n in range(warmup):
+            get(n)
+        queries = queries_during(lambda: get(0))
+        page_stripe_before = counter.value()
+        seconds, latencies = timed_loop(requests, get)
+        results[label] = {
+            "path": path,
+            "requests": requests,
+            "seconds": round(seconds, 3),
+            "requests_per_second": round(requests / seconds, 1),
+            "sql_queries": len(queries),
+            "sql": [query[:300] for query in queries],
+            "stripe_requests": counter.value() - page_stripe_before,
+            "bytes": len(client.get(path).content),
+            **latency_summary(latencies),
+        }
+    return {"pages": results, "stripe_requests": counter.value() - stripe_before}
+
+
+# --------------------------------------------------------------------------- (2) webhooks
+
+
+def event_customer(event: dict[str, Any]) -> str:
+    obj = event["data"]["object"]
+    if obj.get("object") == "customer":
+        return str(obj.get("id") or "")
+    ref = obj.get("customer")
+    return str((ref.get("id") if isinstance(ref, dict) else ref) or "")
+
+
+def event_templates(*, customers: list[str]) -> list[dict[str, Any]]:
+    """The emulator's own events for these customers, of the types the portal acts on."""
+    from billing.handlers import HANDLERS
+    from tests.portal_support import emulator_events
+
+    wanted = set(customers)
+    return [event for event in emulator_events(types=set(HANDLERS)) if event_customer(event) in wanted]
+
+
+def post_events(
+    *, templates: list[dict[str, Any]], count: int, prefix: str
+) -> tuple[float, list[float], list[str]]:
+    from django.test import Client
+
+    from tests.portal_support import WEBHOOK_URL, signature_header
+
+    client = Client()
+    payloads = []
+    for n in range(count):
+        event = dict(templates[n % len(templates)])
+        event["id"] = f"evt_{prefix}_{n:06d}"
+        payloads.append(json.dumps(event).encode())
+    errors: list[str] = []
+
+    def post(n: int) -> None:
+        payload = payloads[n]
+        response = client.post(
+            WEBHOOK_URL,
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature_header(payload),
+        )
+        if response.status_code != 200:
+            errors.append(f"{response.status_code}: {response.content[:200]!r}")
+
+    seconds, latencies = timed_loop(count, post)
+    return seconds, latencies, errors
+
+
+def event_statuses(prefix: str) -> dict[str, int]:
+    from billing.models import StripeEvent
+
+    rows = StripeEvent.objects.filter(stripe_id__startswith=f"evt_{prefix}_").values_list("status", flat=True)
+    return dict(sorted(collections.Counter(rows).items()))
+
+
+def queries_for_one_event(template: dict[str, Any], event_id: str) -> int:
+    from django.test import Client
+
+    from tests.portal_support import post_event
+
+    event = {**template, "id": event_id}
+
+    def post() -> None:
+        response = post_event(Client(), event)
+        if response.status_code != 200:
+            raise RuntimeError(f"webhook answered {response.status_code}")
+
+    return len(queries_during(post))
+
+
+def bench_webhooks(*, customers: list[str], events: int, counter: RequestCounter) -> dict[str, Any]:
+    from billing import handlers
+    from billing.models import StripeEvent
+    from portal.celery import app as celery_app
+
+    templates = event_templates(customers=customers)
+    if not templates:
+        raise RuntimeError("no events to replay: the emulator emitted none for the webhook customers")
+    types = collections.Counter(t["type"] for t in templates)
+    result: dict[str, Any] = {
+        "distinct_real_events": len(templates),
+        "event_types": dict(sorted(types.items())),
+    }
+
+    # End to end: eager Celery runs the handler inside the request, after the row commits.
+    celery_app.conf.task_always_eager = True
+    queries_e2e = queries_for_one_event(templates[0], "evt_warm_e2e")
+    stripe_before = counter.value()
+    seconds, latencies, errors = post_events(templates=templates, count=events, prefix="e2e")
+    result["end_to_end"] = {
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(events / seconds, 1),
+        "sql_queries_per_event": queries_e2e,
+        "sql_counted_for": templates[0]["type"],
+        "stripe_requests_per_event": round((counter.value() - stripe_before) / events, 2),
+        "statuses": event_statuses("e2e"),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        **latency_summary(latencies),
+    }
+
+    # Store only: the task goes to Celery's in-memory broker and nobody consumes it.
+    celery_app.conf.task_always_eager = False
+    try:
+        queries_store = queries_for_one_event(templates[0], "evt_warm_store")
+        stripe_before = counter.value()
+        seconds, latencies, errors = post_events(templates=templates, count=events, prefix="store")
+        result["store_only"] = {
+            "events": events,
+            "seconds": round(seconds, 3),
+            "events_per_second": round(events / seconds, 1),
+            "sql_queries_per_event": queries_store,
+            "sql_counted_for": templates[0]["type"],
+            "stripe_requests_per_event": round((counter.value() - stripe_before) / events, 2),
+            "statuses": event_statuses("store"),
+            "errors": len(errors),
+            "first_errors": errors[:5],
+            **latency_summary(latencies),
+        }
+    finally:
+        celery_app.conf.task_always_eager = True
+
+    # Drain: what the worker does with that backlog (billing.tasks.process_event's body).
+    pending = list(
+        StripeEvent.objects.filter(stripe_id__startswith="evt_store_", status=StripeEvent.Status.PENDING)
+        .order_by("received_at")
+        .values_list("pk", flat=True)
+    )
+    stripe_before = counter.value()
+    seconds, latencies = timed_loop(len(pending), lambda n: handlers.process(event_pk=pending[n]))
+    result["drain"] = {
+        "events": len(pending),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(pending) / seconds, 1) if seconds else None,
+        "stripe_requests_per_event": round((counter.value() - stripe_before) / max(1, len(pending)), 2),
+        "statuses": event_statuses("store"),
+        **(latency_summary(latencies) if latencies else {}),
+    }
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print()
+    print(f"Portal benchmark  (PostgreSQL {results['postgres']}, database {results['database']})")
+    print(f"  {results['mode']}")
+    load = results["load_average_1min"]
+    print(f"  {results['machine']}; load average {load['start']:.1f} at start, {load['end']:.1f} at end")
+    seeded = results["seeded"]
+    print(
+        f"  page customer: subscription {seeded['subscription_status']}, {seeded['cards']} cards, "
+        f"invoices {seeded['invoices']}, {seeded['notifications']} notifications"
+    )
+    print()
+    pages = results["pages"]["pages"]
+    print(
+        f"{'page':<14}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'SQL':>6}{'Stripe':>8}"
+    )
+    for label, row in pages.items():
+        print(
+            f"{label:<14}{row['requests']:>9}{row['requests_per_second']:>9.0f}{row['p50_ms']:>9.2f}"
+            f"{row['p95_ms']:>9.2f}{row['max_ms']:>9.2f}{row['sql_queries']:>6}{row['stripe_requests']:>8}"
+        )
+    print("  (SQL = queries for one request; Stripe = requests the emulator received; must be 0)")
+    print()
+    hooks = results["webhooks"]
+    print(
+        f"webhooks: {hooks['distinct_real_events']} real events of "
+        f"{len(hooks['event_types'])} types, replayed under new ids"
+    )
+    print(
+        f"{'mode':<14}{'events':>9}{'ev/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'SQL':>6}{'Stripe':>8}"
+    )
+    for label, key in (("end to end", "end_to_end"), ("store only", "store_only"), ("drain", "drain")):
+        row = hooks.get(key)
+        if not row or not row.get("events"):
+            continue
+        sql = row.get("sql_queries_per_event")
+        print(
+            f"{label:<14}{row['events']:>9}{row['events_per_second']:>9.0f}{row['p50_ms']:>9.2f}"
+            f"{row['p95_ms']:>9.2f}{row['max_ms']:>9.2f}{(sql if sql is not None else '-'):>6}"
+            f"{row['stripe_requests_per_event']:>8.2f}"
+        )
+        for message in row.get("first_errors", []):
+            print(f"  error ({label}): {message}")
+    print("  (end to end = verify+store+process in the request; store only = processing deferred;")
+    print("   drain = processing that deferred backlog; SQL per event; Stripe = emulator requests/event)")
+    for label, key in (("end to end", "end_to_end"), ("after drain", "drain")):
+        if key in hooks:
+            print(f"  statuses {label}: {hooks[key]['statuses']}")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="timed GETs per page (default 300)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed GETs per page first (default 20)")
+    parser.add_argument("--events", type=int, default=500, help="webhook POSTs per mode (default 500)")
+    parser.add_argument("--customers", type=int, default=10, help="customers whose events are replayed")
+    parser.add_argument(
+        "--allow-any-database", action="store_true", help="flush DATABASE_URL's database even without 'bench'"
+    )
+    parser.add_argument("--output", type=pathlib.Path, default=RESULTS, help=f"default {RESULTS}")
+    args = parser.parse_args(argv)
+
+    url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    database = prepare_database(url=url, allow_any=args.allow_any_database)
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    setup_django(url=url)
+
+    import stripe
+    from django.conf import settings
+    from django.db import connection
+
+    from billing.catalog_sync import sync_catalog
+    from stripe_emulator.app import Emulator
+
+    emulator = Emulator("127.0.0.1", 0).start()
+    try:
+        settings.STRIPE_API_BASE = emulator.url
+        counter = RequestCounter()
+        counter.install(emulator)
+        sync_catalog()
+        t0 = time.perf_counter()
+        seeded = seed_page_customer(email="bench@example.com")
+        hook_customers = seed_webhook_customers(count=args.customers)
+        seed_seconds = time.perf_counter() - t0
+        pages = bench_pages(
+            email="bench@example.com",
+            change_id=seeded["change_id"],
+            requests=args.requests,
+            warmup=args.warmup,
+            counter=counter,
+        )
+        webhooks = bench_webhooks(customers=hook_customers, events=args.events, counter=counter)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            postgres = cursor.fetchone()[0]
+    finally:
+        emulator.stop()
+
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "stripe_python": stripe.VERSION,
+        "postgres": postgres,
+        "database": database,
+        "settings": os.environ["DJANGO_SETTINGS_MODULE"],
+        "debug": settings.DEBUG,
+        "mode": "Django test client, in process, 1 thread, persistent DB connection; emulator in process",
+        "parameters": {
+            "requests_per_page": args.requests,
+            "warmup_per_page": args.warmup,
+            "events_per_mode": args.events,
+            "webhook_customers": args.customers,
+        },
+        "seeded": seeded,
+        "seed_seconds": round(seed_seconds, 2),
+        "pages": pages,
+        "webhooks": webhooks,
+        "total_seconds": round(time.perf_counter() - started, 1),
+        # Other work on the machine skews every figure; a load above the CPU count means contention.
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+    }
+
+    print_table(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
+    print(f"wrote {shown}  ({results['total_seconds']:.0f}s in all, seeding {seed_seconds:.1f}s)")
+
+    problems = []
+    if pages["stripe_requests"]:
+        problems.append(
+            f"pages made {pages['stripe_requests']} Stripe requests; they must read the mirror only"
+        )
+    for key in ("end_to_end", "store_only"):
+        if webhooks[key]["errors"]:
+            problems.append(f"webhooks ({key}): {webhooks[key]['errors']} requests were not answered 200")
+    for key in ("end_to_end", "drain"):
+        unfinished = {s: n for s, n in webhooks[key]["statuses"].items() if s != "processed"}
+        if unfinished:
+            problems.append(f"webhooks ({key}): events not processed: {unfinished}")
+    if webhooks["store_only"]["stripe_requests_per_event"]:
+        problems.append("webhooks (store only): Stripe was called although processing was deferred")
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
