@@ -46,12 +46,17 @@ def sync_catalog() -> dict[str, int]:
                     counts["prices_created"] += 1
                 else:
                     counts["prices_unchanged"] += 1
+                replaced = Price.objects.filter(
+                    tier=tier, interval=interval, currency=currency, active=True
+                ).exclude(stripe_price_id=remote["id"])
+                # Archived at Stripe before it is marked here, so a run that stops in between
+                # archives it on the next run; subscriptions on it keep it, new ones can't use it.
+                for old_price_id in replaced.exclude(stripe_price_id=None).values_list(
+                    "stripe_price_id", flat=True
+                ):
+                    gateway.price_archive(price_id=str(old_price_id))
                 with transaction.atomic():
-                    Price.objects.filter(
-                        tier=tier, interval=interval, currency=currency, active=True
-                    ).exclude(stripe_price_id=remote["id"]).update(
-                        active=False, lookup_key=f"{key}@{remote['id']}-old"
-                    )
+                    replaced.update(active=False, lookup_key=f"{key}@{remote['id']}-old")
                     Price.objects.update_or_create(
                         stripe_price_id=remote["id"],
                         defaults={

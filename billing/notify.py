@@ -86,7 +86,10 @@ def send(*, notification_id: int) -> bool:
     """Send one notification if it has not been sent; True when this call sent it."""
     with transaction.atomic():
         note = (
-            Notification.objects.select_for_update(skip_locked=True)
+            # Lock the notification only: without `of`, PostgreSQL also locks the joined customer
+            # row, which webhook processing holds while it calls Stripe, and skip_locked would
+            # then leave the message unsent until the periodic sweep.
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("customer", "customer__user")
             .filter(pk=notification_id, status=Notification.Status.PENDING)
             .first()

@@ -42,7 +42,9 @@ def receive(*, payload: bytes, signature: str) -> StripeEvent | None:
                 api_version=event.get("api_version") or "",
                 livemode=bool(event.get("livemode")),
                 object_id=str(obj.get("id") or ""),
-                customer_stripe_id=_customer_of(obj),
+                # A detached card no longer names its customer; the event's previous attributes do.
+                customer_stripe_id=_customer_of(obj)
+                or _customer_of(event["data"].get("previous_attributes") or {}),
                 payload=event,
                 stripe_created=dt.datetime.fromtimestamp(event["created"], tz=dt.UTC),
             )

@@ -58,6 +58,7 @@ class Emulator:
         self._stop.set()
         if self.server is not None:
             self.server.shutdown()
+            self.server.close_connections()
             self.server.server_close()
             self.server = None
         self.dispatcher.stop()

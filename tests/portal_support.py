@@ -99,7 +99,9 @@ def emulator_events(*, types: set[str] | None = None) -> list[dict[str, Any]]:
         if not page["has_more"]:
             break
         params["starting_after"] = page["data"][-1]["id"]
-    events.sort(key=lambda e: (e["created"], e["id"]))
+    # Stripe lists newest first (the emulator by creation order); ids are random, so sorting by
+    # (created, id) would shuffle the events of one second.
+    events.reverse()
     return [e for e in events if types is None or e["type"] in types]
 
 

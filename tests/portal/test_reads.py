@@ -1,0 +1,109 @@
+"""A GET never calls Stripe, and costs the same number of SQL queries whether the customer has one
+card and one invoice or dozens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from billing import gateway
+from billing.errors import StripeUnavailable
+from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod
+from tests.billing.support import mirror_customer, stripe_counted
+from tests.portal_support import logged_in
+
+pytestmark = pytest.mark.django_db
+
+
+def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
+    """Every page a customer can GET, with the headers it is requested with."""
+    change = BillingChange.objects.filter(customer=customer).order_by("created_at").first()
+    assert change is not None
+    return {
+        "dashboard": {"path": "/"},
+        "cards": {"path": "/cards/"},
+        "add card": {"path": "/cards/add/"},
+        "change": {"path": f"/changes/{change.pk}/"},
+        "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},
+        "back from the bank": {
+            "path": "/cards/return/",
+            "data": {"setup_intent": "seti_1234567890abcdef", "redirect_status": "succeeded"},
+        },
+        "back from the bank, refused": {
+            "path": "/cards/return/",
+            "data": {"setup_intent": "seti_1234567890abcdef", "redirect_status": "failed"},
+        },
+    }
+
+
+def _get(client: Client, page: dict[str, Any]) -> Any:
+    response = client.get(**page)
+    assert response.status_code == 200, page
+    return response
+
+
+def test_no_page_calls_stripe(settings: Any) -> None:
+    customer = mirror_customer(email="reader@example.com", cards=5, invoices=6)
+    client = logged_in(customer)
+    with stripe_counted(settings) as stripe:
+        for page in _pages(customer).values():
+            _get(client, page)
+        assert stripe.calls == 0
+        # The control: a call, had a page made one, is counted (and fails as Stripe being down).
+        with pytest.raises(StripeUnavailable):
+            gateway.customer_retrieve(customer_id=str(customer.stripe_customer_id))
+        assert stripe.calls == 1
+
+
+def test_pages_show_the_mirror(settings: Any) -> None:
+    """What the no-call test renders is the customer's state, not an empty shell."""
+    customer = mirror_customer(email="shown@example.com", cards=3, invoices=3)
+    client = logged_in(customer)
+    with stripe_counted(settings) as stripe:
+        dashboard = _get(client, {"path": "/"}).content.decode()
+        cards = _get(client, {"path": "/cards/"}).content.decode()
+    assert stripe.calls == 0
+    default = PaymentMethod.objects.get(stripe_id=customer.default_payment_method_id)
+    assert f"•••• {default.last4}" in dashboard
+    assert "A payment of €19.00 has not gone through yet." in dashboard
+    for card in PaymentMethod.objects.filter(customer=customer):
+        assert f'data-card="{card.last4}"' in cards
+
+
+def _query_counts(customer: BillingCustomer) -> dict[str, int]:
+    client = logged_in(customer)
+    pages = _pages(customer)
+    for page in pages.values():
+        _get(client, page)  # warm: the first request of a session may read more than later ones
+    counts = {}
+    for name, page in pages.items():
+        with CaptureQueriesContext(connection) as queries:
+            _get(client, page)
+        counts[name] = len(queries)
+    return counts
+
+
+def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(settings: Any) -> None:
+    few = mirror_customer(email="few@example.com", cards=1, invoices=1)
+    many = mirror_customer(email="many@example.com", cards=25, invoices=40)
+    assert PaymentMethod.objects.filter(customer=many).count() == 25
+    assert Invoice.objects.filter(customer=many, status=Invoice.Status.OPEN).count() >= 13
+    assert (
+        BillingChange.objects.filter(customer=many).count()
+        > BillingChange.objects.filter(customer=few).count()
+    )
+    assert (
+        Notification.objects.filter(customer=many).count() > Notification.objects.filter(customer=few).count()
+    )
+
+    with stripe_counted(settings) as stripe:
+        few_counts = _query_counts(few)
+        many_counts = _query_counts(many)
+    assert stripe.calls == 0
+    assert many_counts == few_counts
+    # And few at that: a page is a handful of indexed reads.
+    assert max(few_counts.values()) <= 12, few_counts
