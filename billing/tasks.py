@@ -29,8 +29,18 @@ def apply_change(self: Any, change_id: str) -> str:
     if change.status == BillingChange.Status.PENDING and change.next_attempt_at and not self.request.is_eager:
         # Stripe was unreachable: come back when the policy says (the beat job is the safety net).
         delay = max(1.0, (change.next_attempt_at - timezone.now()).total_seconds())
-        raise self.retry(countdown=delay)
+        if _within_visibility(delay):
+            raise self.retry(countdown=delay)
+        # Longer waits are left to `apply_pending_changes`: Redis hands a message held past the
+        # visibility timeout to a worker again, and every copy would schedule its own retry.
     return change.status
+
+
+def _within_visibility(delay: float) -> bool:
+    """Whether a task may wait `delay` seconds in a worker (countdown) without the broker
+    delivering it a second time meanwhile."""
+    options = current_app.conf.broker_transport_options or {}
+    return delay <= float(options.get("visibility_timeout", 3600)) / 2
 
 
 def enqueue_change(*, change: BillingChange) -> None:
@@ -45,7 +55,8 @@ def enqueue_change(*, change: BillingChange) -> None:
     transaction.on_commit(lambda: apply_change.apply_async(args=(change_id,), countdown=delay))
 
 
-@shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=900, max_retries=10)
+# The longest backoff stays under the broker's visibility timeout (600 s), so a waiting retry is not delivered twice.
+@shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=300, max_retries=10)
 def send_notification(self: Any, notification_id: int) -> bool:
     return notify.send(notification_id=notification_id)
 

@@ -219,7 +219,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "billing": {"handlers": ["console"], "level": env.str("BILLING_LOG_LEVEL", default="INFO")},
+        "billing": {
+            "handlers": ["console"],
+            "level": env.str("BILLING_LOG_LEVEL", default="INFO"),
+            # Celery's worker also logs what reaches the root logger: don't print every line twice.
+            "propagate": False,
+        },
         "stripe": {"handlers": ["console"], "level": "WARNING"},
     },
 }

@@ -1,0 +1,94 @@
+"""Fixtures for tests against the real services: PostgreSQL, Redis as the Celery broker, and
+`celery worker` processes started (and killed) by the tests.
+
+The worker is a separate process, so it only sees committed rows: every test here uses
+`django_db(transaction=True)`, and the worker connects to the test database pytest-django made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+
+from stripe_emulator.app import Emulator
+from tests.integration.support import REPO, VISIBILITY_TIMEOUT_SECONDS, Workers
+
+
+def _database_url(db: dict[str, Any]) -> str:
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or "5432"
+    return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
+
+
+def _forget_queued_tasks(client: redis.Redis) -> None:
+    """Tasks a previous test left in the broker (queued, or unacked by a killed worker) would
+    run against rows that no longer exist; only Celery's keys go, the cache's stay."""
+    for pattern in ("celery*", "unacked*"):
+        keys = list(client.scan_iter(match=pattern))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture()
+def broker(transactional_db: None, settings: Any) -> Iterator[redis.Redis]:
+    """Tasks published by this process go to Redis (not run eagerly), for the worker to take."""
+    from portal.celery import app
+
+    url = os.environ["REDIS_URL"]
+    client = redis.Redis.from_url(url)
+    _forget_queued_tasks(client)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    # Celery read its configuration from the settings once; the override must reach it too.
+    was_eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        yield client
+    finally:
+        app.conf.task_always_eager = was_eager
+        _forget_queued_tasks(client)
+        client.close()
+
+
+@pytest.fixture()
+def workers(
+    broker: redis.Redis, stripe_emulated: Emulator, settings: Any, request: pytest.FixtureRequest
+) -> Iterator[Workers]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.integration.worker_settings",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+        # The test database pytest-django created, not the one named in DATABASE_URL.
+        "DATABASE_URL": _database_url(settings.DATABASES["default"]),
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),
+        "STRIPE_API_BASE": stripe_emulated.url,
+    }
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    pool = Workers(env=env, name=name)
+    try:
+        yield pool
+    finally:
+        # Before the database is flushed: a worker holding a row lock would block the flush.
+        pool.stop_all()
+
+
+@pytest.fixture()
+def stoppable_emulator(stripe_emulated: Emulator) -> Iterator[Emulator]:
+    """The emulator, which the test may stop (Stripe unreachable); it runs again afterwards."""
+    try:
+        yield stripe_emulated
+    finally:
+        if stripe_emulated.server is None:
+            stripe_emulated.start()
