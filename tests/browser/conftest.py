@@ -6,11 +6,13 @@ chromium``); ``playwright install`` is not used. The tests skip when either is m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -141,3 +143,158 @@ def phone_shopper(chromium: Any) -> Iterator[Shopper]:
 def artifacts() -> pathlib.Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# --------------------------------------------------------------------------- the portal in a browser
+
+
+class _OneRequestAtATime:
+    """WSGI wrapper for the live server on SQLite's in-memory test database.
+
+    There, the live server's threads either share one connection (when Django handed them the
+    test's, which it does if the test database existed when the server started), so two requests
+    at once (a webhook and a page, say) would interleave their transactions on it, or each open
+    their own to the shared in-memory database, as does the test's thread while Playwright's
+    event loop runs in it; writes then meet SQLite's table locks ("database table is locked"),
+    which are not waited for but fail at once.  Serving one request at a time, and letting the test hold the
+    same lock while it touches the database (`LivePortal.quiet`), keeps SQLite runs as
+    deterministic as PostgreSQL ones."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.RLock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+@dataclass
+class LivePortal:
+    """The portal on pytest-django's live server; its Stripe is the emulator (API, Stripe.js, 3-D
+    Secure pages), which sends signed webhooks to the live server as Stripe would."""
+
+    url: str
+    emulator: Emulator
+    api: Any  # the official client on the emulator: arranges and checks Stripe's side
+    webhook_endpoint: str
+    _serial: _OneRequestAtATime | None = None
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Touch the database from the test while no request is being served (SQLite only; on
+        PostgreSQL every thread has its own connection and this does nothing)."""
+        if self._serial is None:
+            yield
+            return
+        with self._serial.lock:
+            yield
+
+    def webhooks_delivered(self, timeout: float = 20.0) -> None:
+        """Wait until every event the emulator emitted has reached the portal and was accepted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.emulator.dispatcher.idle(max(0.0, deadline - time.monotonic()))
+            undelivered = self.undelivered_events()
+            if not undelivered:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"webhooks not accepted by the portal: {undelivered}")
+            time.sleep(0.05)
+
+    def undelivered_events(self) -> list[str]:
+        """Events sent to the portal's endpoint that no delivery has brought home yet (the portal
+        answered an error, so the emulator retries later)."""
+        state = self.emulator.state
+        with state.lock:
+            ours = [d for d in state.deliveries if d["endpoint"] == self.webhook_endpoint]
+        return sorted({d["event"] for d in ours} - {d["event"] for d in ours if d["ok"]})
+
+
+@pytest.fixture(scope="module")
+def portal_chromium() -> Iterator[Any]:
+    """A browser of the module's own, for tests that also use the database.
+
+    Playwright's sync API marks its event loop as running in the test's thread for as long as it
+    is open, and Django then refuses ORM calls from the test ("async context").  The test's
+    queries are ordinary synchronous code, so that check is off while this browser is open, and
+    the browser closes with the module, so that later database tests run with the check on (the
+    session-wide `chromium` stays for the tests without a database, which run last)."""
+    if not pathlib.Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser-deps` (apt-get install chromium)")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with playwright_sync.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+
+
+@pytest.fixture()
+def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
+    """A customer's tab on the live portal, in a laptop-sized window."""
+    opened = _open(portal_chromium, viewport={"width": 1024, "height": 900})
+    script_errors: list[str] = []
+
+    def console(message: Any) -> None:
+        # A refused request (a declined card's 402, a blocked script) is logged too; it is not a bug.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            script_errors.append(message.text)
+
+    opened.page.on("pageerror", lambda error: script_errors.append(str(error)))
+    opened.page.on("console", console)
+    yield opened
+    opened.page.context.close()
+    assert opened.blocked == [], f"requests left loopback: {opened.blocked}"
+    assert script_errors == [], f"errors in the page's scripts: {script_errors}"
+
+
+def open_tab(browser: Any, **context_options: Any) -> Shopper:
+    """Another tab with its own window size (close its context when done)."""
+    return _open(browser, **context_options)
+
+
+@pytest.fixture()
+def live_portal(live_server: Any, stripe_emulated: Emulator, settings: Any) -> Iterator[LivePortal]:
+    """The live portal with the catalog synced, Stripe.js from the emulator and a webhook endpoint
+    registered with the emulator, whose signing secret the portal verifies with."""
+    from django.db import connections
+    from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
+
+    from billing.catalog_sync import sync_catalog
+    from tests.portal_support import stripe_client
+
+    httpd = live_server.thread.httpd
+    original_app = httpd.get_app()
+    serial = None
+    database = connections["default"]
+    if isinstance(database, SQLiteWrapper) and database.is_in_memory_db():
+        serial = _OneRequestAtATime(original_app)
+        httpd.set_app(serial)
+    settings.STRIPE_JS_URL = f"{stripe_emulated.url}/v3/"
+    api = stripe_client()
+    endpoint = api.v1.webhook_endpoints.create(
+        params={"url": f"{live_server.url}/billing/webhooks/stripe/", "enabled_events": ["*"]}
+    )
+    settings.STRIPE_WEBHOOK_SECRET = endpoint.secret
+    portal = LivePortal(
+        url=live_server.url, emulator=stripe_emulated, api=api, webhook_endpoint=endpoint.id, _serial=serial
+    )
+    with portal.quiet():
+        sync_catalog()
+    try:
+        yield portal
+        # Every webhook reached the portal and was accepted: a rejected one is a bug.
+        portal.webhooks_delivered()
+    finally:
+        # Nothing may arrive while the database is emptied for the next test.
+        api.v1.webhook_endpoints.delete(endpoint.id)
+        stripe_emulated.dispatcher.clear()
+        stripe_emulated.dispatcher.idle(15.0)
+        httpd.set_app(original_app)

@@ -1,16 +1,37 @@
 // A retried payment that the bank wants approved (3-D Secure): let Stripe.js show the bank's
-// check, then ask the server to read the invoice again.
+// check, then ask the server to read the invoice again.  If the bank's check fails, say so here
+// and offer another card; the server learns the outcome from Stripe's webhooks either way.
 (function () {
   'use strict';
   document.addEventListener('submit', async function (event) {
     var form = event.target.closest('.approve-form');
-    if (!form || typeof Stripe === 'undefined' || form.dataset.done) {
+    if (!form || typeof Stripe === 'undefined') {
       return;
     }
     event.preventDefault();
-    var stripe = Stripe(form.dataset.publishableKey);
-    await stripe.handleNextAction({clientSecret: form.dataset.clientSecret});
-    form.dataset.done = '1';
+    if (form.dataset.busy) {
+      return;
+    }
+    form.dataset.busy = '1';
+    var button = form.querySelector('[type=submit]');
+    var errors = form.querySelector('.form-error');
+    button.disabled = true;
+    errors.textContent = '';
+    var result;
+    try {
+      result = await Stripe(form.dataset.publishableKey).handleNextAction({clientSecret: form.dataset.clientSecret});
+    } catch (e) {
+      result = {error: {}};
+    }
+    if (result.error) {
+      // Our own words (translated), not the API's: the customer needs what to do next.
+      errors.textContent = form.dataset.errorGeneric;
+      form.querySelectorAll('[data-show-on-error]').forEach(function (node) { node.hidden = false; });
+      button.disabled = false;
+      delete form.dataset.busy;
+      return;
+    }
+    // The native submit: no submit event, so this handler does not run again.
     HTMLFormElement.prototype.submit.call(form);
   });
 })();
