@@ -44,7 +44,6 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -54,6 +53,8 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project's packages (portal, billing, tests)
+
+from bench.emulator_bench import git_commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "portal-latest.json"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
@@ -483,16 +484,6 @@ def bench_webhooks(*, customers: list[str], events: int, counter: RequestCounter
 
 
 # --------------------------------------------------------------------------- report
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def print_table(results: dict[str, Any]) -> None:
