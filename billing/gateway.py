@@ -203,16 +203,6 @@ def subscription_set_default_payment_method(
     )
 
 
-def subscription_create(
-    *, params: stripe.params.SubscriptionCreateParams, idempotency_key: str
-) -> StripeDict:
-    return _plain(
-        _translated(
-            lambda: client().v1.subscriptions.create(params=params, options=_options(idempotency_key))
-        )
-    )
-
-
 def subscriptions_list(*, customer_id: str) -> Iterator[StripeDict]:
     params: stripe.params.SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
     page = _translated(lambda: client().v1.subscriptions.list(params=params))
@@ -264,11 +254,6 @@ def product_create(*, name: str, catalog_key: str, idempotency_key: str) -> Stri
     return _plain(
         _translated(lambda: client().v1.products.create(params=params, options=_options(idempotency_key)))
     )
-
-
-def product_update(*, product_id: str, name: str) -> StripeDict:
-    params: stripe.params.ProductUpdateParams = {"name": name}
-    return _plain(_translated(lambda: client().v1.products.update(product_id, params=params)))
 
 
 def price_by_lookup_key(*, lookup_key: str) -> StripeDict | None:

@@ -16,9 +16,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from billing import gateway, notify, policy, sync
+from billing import gateway, notify, policy, selectors, sync
 from billing.errors import ActionRequired, BillingError, CardDeclined, InvalidRequest, StripeUnavailable
-from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, Subscription
+from billing.models import BillingChange, BillingCustomer, PaymentMethod
 
 logger = logging.getLogger(__name__)
 
@@ -309,9 +309,8 @@ def _apply_card_add(change: BillingChange) -> dict[str, Any]:
     last4 = (card.get("card") or {}).get("last4", "")
     result.update({"brand": brand, "last4": last4})
     # An unpaid invoice is tried again at once with the new card, and the customer is told how it went.
-    open_invoice = (
-        Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created").first()
-    )
+    unpaid = selectors.open_invoices(customer=customer)
+    open_invoice = unpaid[0] if unpaid else None
     if open_invoice is not None:
         result["invoice"] = open_invoice.stripe_id
         result["invoice_amount"] = open_invoice.amount_remaining
@@ -396,7 +395,3 @@ def apply_due_changes(*, now: dt.datetime | None = None, limit: int = 100) -> in
     for change_id in due:
         apply_change(change_id=change_id)
     return len(due)
-
-
-def subscription_is_live(*, subscription: Subscription) -> bool:
-    return subscription.status in policy.LIVE_SUBSCRIPTION_STATUSES
