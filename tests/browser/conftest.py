@@ -92,6 +92,12 @@ def merchant_site(emulator: Emulator) -> Iterator[MerchantSite]:
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
+    with _launched_chromium() as browser:
+        yield browser
+
+
+@contextlib.contextmanager
+def _launched_chromium() -> Iterator[Any]:
     if not pathlib.Path(CHROMIUM).exists():
         # A missing browser is a broken set-up, never a reason to pass: fail loudly.
         pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser-deps` (apt-get install chromium)")
@@ -101,7 +107,8 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-def _open(chromium: Any, **context_options: Any) -> Shopper:
+def open_tab(chromium: Any, **context_options: Any) -> Shopper:
+    """A tab in a context of its own, kept on loopback (close its context when done)."""
     context = chromium.new_context(**context_options)
     context.set_default_timeout(10_000)
     page = context.new_page()
@@ -124,7 +131,7 @@ def _open(chromium: Any, **context_options: Any) -> Shopper:
 
 @pytest.fixture()
 def shopper(chromium: Any) -> Iterator[Shopper]:
-    opened = _open(chromium, viewport={"width": 900, "height": 900})
+    opened = open_tab(chromium, viewport={"width": 900, "height": 900})
     yield opened
     opened.page.context.close()
     assert opened.blocked == [], f"requests left loopback: {opened.blocked}"
@@ -132,7 +139,7 @@ def shopper(chromium: Any) -> Iterator[Shopper]:
 
 @pytest.fixture()
 def phone_shopper(chromium: Any) -> Iterator[Shopper]:
-    opened = _open(chromium, viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
+    opened = open_tab(chromium, viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
                    has_touch=True)
     yield opened
     opened.page.context.close()
@@ -226,20 +233,16 @@ def portal_chromium() -> Iterator[Any]:
     queries are ordinary synchronous code, so that check is off while this browser is open, and
     the browser closes with the module, so that later database tests run with the check on (the
     session-wide `chromium` stays for the tests without a database, which run last)."""
-    if not pathlib.Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser-deps` (apt-get install chromium)")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with playwright_sync.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        with _launched_chromium() as browser:
             yield browser
-            browser.close()
 
 
 @pytest.fixture()
 def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
     """A customer's tab on the live portal, in a laptop-sized window."""
-    opened = _open(portal_chromium, viewport={"width": 1024, "height": 900})
+    opened = open_tab(portal_chromium, viewport={"width": 1024, "height": 900})
     script_errors: list[str] = []
 
     def console(message: Any) -> None:
@@ -253,11 +256,6 @@ def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
     opened.page.context.close()
     assert opened.blocked == [], f"requests left loopback: {opened.blocked}"
     assert script_errors == [], f"errors in the page's scripts: {script_errors}"
-
-
-def open_tab(browser: Any, **context_options: Any) -> Shopper:
-    """Another tab with its own window size (close its context when done)."""
-    return _open(browser, **context_options)
 
 
 @pytest.fixture()
