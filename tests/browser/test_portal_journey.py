@@ -61,8 +61,17 @@ def _type_card(card: Any, number: str, expiry: str = "12/34", cvc: str = "123") 
 def _approve_3ds(page: Any) -> None:
     dialog = page.get_by_role("dialog", name="3D Secure authentication")
     expect(dialog).to_be_visible()
-    page.frame_locator(CHALLENGE_FRAME).locator("#test-source-authorize-3ds").click()
-    expect(dialog).to_be_hidden()
+    challenge = page.frame_locator(CHALLENGE_FRAME)
+    challenge.locator("#test-source-authorize-3ds").click()
+    # Closing waits on a round trip to the bank (the emulator), which shares two CPUs with the
+    # live server, its webhook traffic and Chromium in a full run: allow it a longer deadline,
+    # and say what the bank's page shows if it never closes.
+    try:
+        expect(dialog).to_be_hidden(timeout=20_000)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"3-D Secure dialog still open; bank page says: {challenge.locator('body').inner_text()!r}"
+        ) from exc
 
 
 def _approve_payment(page: Any, invoice_result: Any) -> None:
