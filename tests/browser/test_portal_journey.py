@@ -62,15 +62,22 @@ def _approve_3ds(page: Any) -> None:
     dialog = page.get_by_role("dialog", name="3D Secure authentication")
     expect(dialog).to_be_visible()
     challenge = page.frame_locator(CHALLENGE_FRAME)
+    seen: list[str] = []
+    page.context.on("request", lambda r: seen.append(f"-> {r.method} {r.url}"))
+    page.context.on("requestfinished", lambda r: seen.append(f"<- {r.method} {r.url}"))
+    page.context.on("requestfailed", lambda r: seen.append(f"!! {r.method} {r.url} {r.failure}"))
+    # The bank's page must have finished loading: a submit while the frame's first navigation is
+    # still settling can be dropped, leaving the challenge on screen.
+    expect(challenge.locator("#test-source-authorize-3ds")).to_be_visible()
+    bank = next(frame for frame in page.frames if "/_emulator/3ds/" in frame.url)
+    bank.wait_for_load_state("load")
     challenge.locator("#test-source-authorize-3ds").click()
-    # Closing waits on a round trip to the bank (the emulator), which shares two CPUs with the
-    # live server, its webhook traffic and Chromium in a full run: allow it a longer deadline,
-    # and say what the bank's page shows if it never closes.
     try:
         expect(dialog).to_be_hidden(timeout=20_000)
     except AssertionError as exc:
         raise AssertionError(
-            f"3-D Secure dialog still open; bank page says: {challenge.locator('body').inner_text()!r}"
+            f"3-D Secure dialog still open; bank page says: {challenge.locator('body').inner_text()!r}; "
+            f"requests since the click: {seen}"
         ) from exc
 
 
