@@ -61,24 +61,21 @@ def _type_card(card: Any, number: str, expiry: str = "12/34", cvc: str = "123") 
 def _approve_3ds(page: Any) -> None:
     dialog = page.get_by_role("dialog", name="3D Secure authentication")
     expect(dialog).to_be_visible()
-    challenge = page.frame_locator(CHALLENGE_FRAME)
-    seen: list[str] = []
-    page.context.on("request", lambda r: seen.append(f"-> {r.method} {r.url}"))
-    page.context.on("requestfinished", lambda r: seen.append(f"<- {r.method} {r.url}"))
-    page.context.on("requestfailed", lambda r: seen.append(f"!! {r.method} {r.url} {r.failure}"))
-    # The bank's page must have finished loading: a submit while the frame's first navigation is
-    # still settling can be dropped, leaving the challenge on screen.
-    expect(challenge.locator("#test-source-authorize-3ds")).to_be_visible()
-    bank = next(frame for frame in page.frames if "/_emulator/3ds/" in frame.url)
-    bank.wait_for_load_state("load")
-    challenge.locator("#test-source-authorize-3ds").click()
-    try:
-        expect(dialog).to_be_hidden(timeout=20_000)
-    except AssertionError as exc:
-        raise AssertionError(
-            f"3-D Secure dialog still open; bank page says: {challenge.locator('body').inner_text()!r}; "
-            f"requests since the click: {seen}"
-        ) from exc
+    button = page.frame_locator(CHALLENGE_FRAME).locator("#test-source-authorize-3ds")
+    expect(button).to_be_visible()
+    # The bank's page is a cross-site frame (its own renderer).  In full, loaded runs Chromium
+    # now and then drops the first click on a frame that has just been attached: no request is
+    # made at all (seen in CI).  That is the browser's input routing, not the portal, so the
+    # click is repeated until the bank's form really submits; everything after it is asserted.
+    for _ in range(2):
+        button.click()
+        try:
+            expect(dialog).to_be_hidden(timeout=8_000)
+            return
+        except AssertionError:
+            if not button.is_visible():
+                break  # submitted, the answer is on its way
+    expect(dialog).to_be_hidden(timeout=20_000)
 
 
 def _approve_payment(page: Any, invoice_result: Any) -> None:
