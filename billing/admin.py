@@ -1,4 +1,6 @@
-"""Staff views of the billing tables.  Mirrors are read-only: Stripe is their source of truth."""
+"""Staff views of the billing tables, read-only: mirrors belong to Stripe, the catalog to
+billing/catalog.py, and changes, events and deliveries are records.  Until staff actions exist as
+audited changes, nothing here writes."""
 
 from __future__ import annotations
 
@@ -6,21 +8,26 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 
+from billing import changes
 from billing.models import (
     BillingChange,
     BillingCustomer,
+    Delivery,
     Invoice,
-    Notification,
     PaymentMethod,
     Price,
     StripeEvent,
     Subscription,
     Tier,
 )
+from billing.state import subscription_state
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    actions = None
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -43,27 +50,21 @@ class PriceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BillingCustomer)
-class BillingCustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BillingCustomerAdmin(ReadOnlyAdmin):
     list_display = ["email", "stripe_customer_id", "language", "currency", "delinquent"]
     search_fields = ["email", "stripe_customer_id", "user__email"]
     list_filter = ["language", "currency", "delinquent"]
-    readonly_fields = [
-        "user",
-        "stripe_customer_id",
-        "default_payment_method_id",
-        "backup_payment_method_id",
-        "backup_consent_at",
-        "delinquent",
-        "stripe_state_at",
-        "created_at",
-    ]
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ["stripe_id", "customer", "status", "price", "current_period_end", "cancel_at_period_end"]
+    list_display = ["stripe_id", "customer", "status", "state", "price", "current_period_end"]
     list_filter = ["status", "currency"]
     search_fields = ["stripe_id", "customer__email"]
+
+    @admin.display(description="state")
+    def state(self, obj: Subscription) -> str:
+        return subscription_state(subscription=obj, now=timezone.now()).summary
 
 
 @admin.register(PaymentMethod)
@@ -90,9 +91,14 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 @admin.register(BillingChange)
 class BillingChangeAdmin(ReadOnlyAdmin):
-    list_display = ["id", "customer", "kind", "status", "attempts", "error_code", "created_at", "applied_at"]
+    list_display = ["id", "customer", "title", "status", "attempts", "error_code", "created_at", "applied_at"]
     list_filter = ["status", "kind"]
     search_fields = ["id", "customer__email"]
+
+    @admin.display(description="change")
+    def title(self, obj: BillingChange) -> str:
+        kind = changes.KINDS.get(obj.kind)
+        return str(kind.label) if kind else obj.kind
 
 
 @admin.register(StripeEvent)
@@ -110,17 +116,17 @@ class StripeEventAdmin(ReadOnlyAdmin):
     search_fields = ["stripe_id", "object_id", "customer_stripe_id"]
 
 
-@admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
     list_display = [
         "dedupe_key",
         "customer",
-        "template",
+        "message",
         "channel",
         "status",
+        "suppressed_reason",
         "attempts",
-        "created_at",
         "sent_at",
     ]
-    list_filter = ["status", "template", "channel"]
+    list_filter = ["status", "channel", "category", "message"]
     search_fields = ["dedupe_key", "customer__email"]

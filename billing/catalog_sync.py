@@ -20,20 +20,20 @@ def sync_catalog() -> dict[str, int]:
     for spec in TIERS:
         tier, _ = Tier.objects.update_or_create(key=spec.key, defaults={"name": spec.name, "rank": spec.rank})
         if not tier.stripe_product_id:
-            product = gateway.products_search_by_metadata_key(catalog_key=spec.key)
+            product = gateway.product_by_catalog_key(catalog_key=spec.key)
             if product is None:
                 product = gateway.product_create(
                     name=spec.name, catalog_key=spec.key, idempotency_key=f"catalog-product-{spec.key}"
                 )
                 counts["products_created"] += 1
-            tier.stripe_product_id = product["id"]
+            tier.stripe_product_id = product.id
             tier.save(update_fields=["stripe_product_id"])
         for interval, by_currency in spec.amounts.items():
             stripe_interval, interval_count = STRIPE_RECURRING[interval]
             for currency, amount in by_currency.items():
                 key = lookup_key(tier=spec.key, interval=interval, currency=currency)
                 remote = gateway.price_by_lookup_key(lookup_key=key)
-                if remote is None or remote.get("unit_amount") != amount:
+                if remote is None or remote.unit_amount != amount:
                     remote = gateway.price_create(
                         product_id=tier.stripe_product_id,
                         currency=currency,
@@ -48,7 +48,7 @@ def sync_catalog() -> dict[str, int]:
                     counts["prices_unchanged"] += 1
                 replaced = Price.objects.filter(
                     tier=tier, interval=interval, currency=currency, active=True
-                ).exclude(stripe_price_id=remote["id"])
+                ).exclude(stripe_price_id=remote.id)
                 # Archived at Stripe before it is marked here, so a run that stops in between
                 # archives it on the next run; subscriptions on it keep it, new ones can't use it.
                 for old_price_id in replaced.exclude(stripe_price_id=None).values_list(
@@ -56,9 +56,9 @@ def sync_catalog() -> dict[str, int]:
                 ):
                     gateway.price_archive(price_id=str(old_price_id))
                 with transaction.atomic():
-                    replaced.update(active=False, lookup_key=f"{key}@{remote['id']}-old")
+                    replaced.update(active=False, lookup_key=f"{key}@{remote.id}-old")
                     Price.objects.update_or_create(
-                        stripe_price_id=remote["id"],
+                        stripe_price_id=remote.id,
                         defaults={
                             "tier": tier,
                             "interval": interval,

@@ -37,9 +37,13 @@ class ActionRequired(BillingError):
 
 
 class StripeUnavailable(BillingError):
-    """Stripe could not be reached or answered 5xx / 429: the change waits and is retried."""
+    """Stripe could not be reached or answered 5xx / 409 / 429: the work waits and is retried."""
 
-    code = "stripe_unavailable"
+    code = "connection_error"
+
+
+# The codes StripeUnavailable carries: a change or event with one of these waits for Stripe.
+OUTAGE_CODES = frozenset({"connection_error", "api_error", "rate_limited", "conflict"})
 
 
 class InvalidRequest(BillingError):
@@ -52,3 +56,7 @@ class WebhookRejected(BillingError):
     """A webhook whose signature, timestamp, body or API version we don't accept."""
 
     code = "webhook_rejected"
+
+
+class Refused(Exception):
+    """A change that policy does not allow; the message is for the customer, in their language."""

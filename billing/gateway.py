@@ -1,13 +1,21 @@
 """The only module that imports `stripe`.
 
-Every call goes through one `StripeClient` with the pinned API version, a timeout and
-network retries; writes carry an idempotency key chosen by the caller (derived from a
-BillingChange's id).  Answers come back as plain dicts; Stripe's exceptions come back as
-the project's own (billing.errors).
+Every call goes through a `StripeClient` with the pinned API version; writes carry an
+idempotency key chosen by the caller (derived from a BillingChange's id).  Answers come back as
+typed values holding what services read (and, as `raw`, the whole object for billing.sync, the
+one other place that reads Stripe's JSON); Stripe's exceptions come back as the project's own
+(billing.errors).
+
+Two budgets: a worker is patient (a longer timeout, network retries); code running while a
+customer waits for the page (`with interactive():`) gets a short timeout and no retries, so a
+slow Stripe leaves the change pending within seconds instead of holding the page.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -30,6 +38,18 @@ API_VERSION: str = stripe.api_version
 StripeDict = dict[str, Any]
 T = TypeVar("T")
 
+_interactive: contextvars.ContextVar[bool] = contextvars.ContextVar("stripe_interactive", default=False)
+
+
+@contextlib.contextmanager
+def interactive() -> Iterator[None]:
+    """Stripe calls within the block are made while a customer waits: the short budget."""
+    token = _interactive.set(True)
+    try:
+        yield
+    finally:
+        _interactive.reset(token)
+
 
 @functools.lru_cache(maxsize=8)
 def _client_for(api_key: str, api_base: str, timeout: float, retries: int) -> stripe.StripeClient:
@@ -47,12 +67,131 @@ def _client_for(api_key: str, api_base: str, timeout: float, retries: int) -> st
 
 
 def client() -> stripe.StripeClient:
-    return _client_for(
-        settings.STRIPE_API_KEY,
-        settings.STRIPE_API_BASE,
-        float(settings.STRIPE_TIMEOUT_SECONDS),
-        int(settings.STRIPE_MAX_NETWORK_RETRIES),
-    )
+    if _interactive.get():
+        timeout, retries = float(settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS), 0
+    else:
+        timeout, retries = float(settings.STRIPE_TIMEOUT_SECONDS), int(settings.STRIPE_MAX_NETWORK_RETRIES)
+    return _client_for(settings.STRIPE_API_KEY, settings.STRIPE_API_BASE, timeout, retries)
+
+
+# --------------------------------------------------------------------------- typed answers
+
+
+def ref_id(value: Any) -> str:
+    """A Stripe reference that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Customer:
+    id: str
+    raw: StripeDict = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Customer:
+        return cls(id=str(raw["id"]), raw=raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupIntent:
+    id: str
+    status: str
+    customer_id: str
+    payment_method_id: str
+    # For the browser's Stripe.js only: handed to the page that asked for it, never stored.
+    client_secret: str = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> SetupIntent:
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            customer_id=ref_id(raw.get("customer")),
+            payment_method_id=ref_id(raw.get("payment_method")),
+            client_secret=str(raw.get("client_secret") or ""),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    id: str
+    customer_id: str
+    brand: str
+    last4: str
+    raw: StripeDict = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Card:
+        card = raw.get("card") or {}
+        return cls(
+            id=str(raw["id"]),
+            customer_id=ref_id(raw.get("customer")),
+            brand=str(card.get("brand") or ""),
+            last4=str(card.get("last4") or ""),
+            raw=raw,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscription:
+    id: str
+    status: str
+    raw: StripeDict = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Subscription:
+        return cls(id=str(raw["id"]), status=str(raw.get("status") or ""), raw=raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Invoice:
+    id: str
+    status: str
+    number: str
+    currency: str
+    amount_paid: int
+    amount_remaining: int
+    # The secret Stripe.js needs to let the customer approve this invoice's payment (3-D Secure).
+    payment_client_secret: str = dataclasses.field(repr=False)
+    raw: StripeDict = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Invoice:
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            number=str(raw.get("number") or ""),
+            currency=str(raw.get("currency") or ""),
+            amount_paid=int(raw.get("amount_paid") or 0),
+            amount_remaining=int(raw.get("amount_remaining") or 0),
+            payment_client_secret=str((raw.get("confirmation_secret") or {}).get("client_secret") or ""),
+            raw=raw,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Product:
+    id: str
+    catalog_key: str
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Product:
+        return cls(id=str(raw["id"]), catalog_key=str((raw.get("metadata") or {}).get("catalog_key") or ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    id: str
+    unit_amount: int
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Price:
+        return cls(id=str(raw["id"]), unit_amount=int(raw.get("unit_amount") or 0))
+
+
+# --------------------------------------------------------------------------- calling Stripe
 
 
 def _plain(obj: Any) -> StripeDict:
@@ -87,12 +226,30 @@ def _translated(call: Callable[[], T]) -> T:
     except stripe.StripeError as exc:
         status = exc.http_status or 0
         if status >= 500 or status in (409, 429):
-            raise StripeUnavailable(str(exc), code=exc.code or "api_error") from exc
+            code = {409: "conflict", 429: "rate_limited"}.get(status, "api_error")
+            raise StripeUnavailable(f"{exc.code or status}: {exc}", code=code) from exc
         raise BillingError(exc.user_message or str(exc), code=exc.code or "stripe_error") from exc
 
 
+def _checked_key(idempotency_key: str) -> str:
+    """A key travels in an HTTP header: a bad one would fail in the HTTP library and look like
+    Stripe being unreachable.  It is ours to get right, so a bad one is a bug, said as such."""
+    if not (0 < len(idempotency_key) <= 255 and idempotency_key.isascii() and idempotency_key.isprintable()):
+        raise ValueError(f"invalid idempotency key {idempotency_key[:40]!r}")
+    return idempotency_key
+
+
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
-    return {"idempotency_key": idempotency_key} if idempotency_key else {}
+    return {"idempotency_key": _checked_key(idempotency_key)} if idempotency_key else {}
+
+
+def _write(call: Callable[[stripe.RequestOptions], Any], idempotency_key: str) -> StripeDict:
+    options = _options(idempotency_key)
+    return _plain(_translated(lambda: call(options)))
+
+
+def _read(call: Callable[[], Any]) -> StripeDict:
+    return _plain(_translated(call))
 
 
 # --------------------------------------------------------------------------- customers
@@ -100,166 +257,153 @@ def _options(idempotency_key: str | None) -> stripe.RequestOptions:
 
 def customer_create(
     *, email: str, name: str, language: str, metadata: dict[str, str], idempotency_key: str
-) -> StripeDict:
+) -> Customer:
     params: stripe.params.CustomerCreateParams = {
         "email": email,
         "name": name,
         "preferred_locales": [language],
         "metadata": metadata,
     }
-    return _plain(
-        _translated(lambda: client().v1.customers.create(params=params, options=_options(idempotency_key)))
+    return Customer.of(
+        _write(lambda o: client().v1.customers.create(params=params, options=o), idempotency_key)
     )
 
 
-def customer_retrieve(*, customer_id: str) -> StripeDict:
-    return _plain(_translated(lambda: client().v1.customers.retrieve(customer_id)))
+def customer_retrieve(*, customer_id: str) -> Customer:
+    return Customer.of(_read(lambda: client().v1.customers.retrieve(customer_id)))
+
+
+def _customer_update(
+    customer_id: str, params: stripe.params.CustomerUpdateParams, idempotency_key: str
+) -> Customer:
+    return Customer.of(
+        _write(lambda o: client().v1.customers.update(customer_id, params=params, options=o), idempotency_key)
+    )
 
 
 def customer_set_default_payment_method(
     *, customer_id: str, payment_method_id: str, idempotency_key: str
-) -> StripeDict:
-    params: stripe.params.CustomerUpdateParams = {
-        "invoice_settings": {"default_payment_method": payment_method_id}
-    }
-    return _plain(
-        _translated(
-            lambda: client().v1.customers.update(
-                customer_id, params=params, options=_options(idempotency_key)
-            )
-        )
+) -> Customer:
+    return _customer_update(
+        customer_id, {"invoice_settings": {"default_payment_method": payment_method_id}}, idempotency_key
     )
 
 
-def customer_update_metadata(
-    *, customer_id: str, metadata: dict[str, str], idempotency_key: str
-) -> StripeDict:
-    params: stripe.params.CustomerUpdateParams = {"metadata": metadata}
-    return _plain(
-        _translated(
-            lambda: client().v1.customers.update(
-                customer_id, params=params, options=_options(idempotency_key)
-            )
-        )
-    )
+def customer_update_metadata(*, customer_id: str, metadata: dict[str, str], idempotency_key: str) -> Customer:
+    return _customer_update(customer_id, {"metadata": metadata}, idempotency_key)
 
 
 # --------------------------------------------------------------------------- cards
 
 
-def setup_intent_create(*, customer_id: str, idempotency_key: str) -> StripeDict:
+def setup_intent_create(*, customer_id: str, idempotency_key: str) -> SetupIntent:
     params: stripe.params.SetupIntentCreateParams = {
         "customer": customer_id,
         "usage": "off_session",
         "allowed_payment_method_types": ["card"],
     }
-    return _plain(
-        _translated(
-            lambda: client().v1.setup_intents.create(params=params, options=_options(idempotency_key))
-        )
+    return SetupIntent.of(
+        _write(lambda o: client().v1.setup_intents.create(params=params, options=o), idempotency_key)
     )
 
 
-def setup_intent_retrieve(*, setup_intent_id: str) -> StripeDict:
-    return _plain(_translated(lambda: client().v1.setup_intents.retrieve(setup_intent_id)))
+def setup_intent_retrieve(*, setup_intent_id: str) -> SetupIntent:
+    return SetupIntent.of(_read(lambda: client().v1.setup_intents.retrieve(setup_intent_id)))
 
 
-def payment_method_retrieve(*, payment_method_id: str) -> StripeDict:
-    return _plain(_translated(lambda: client().v1.payment_methods.retrieve(payment_method_id)))
+def payment_method_retrieve(*, payment_method_id: str) -> Card:
+    return Card.of(_read(lambda: client().v1.payment_methods.retrieve(payment_method_id)))
 
 
-def payment_method_detach(*, payment_method_id: str, idempotency_key: str) -> StripeDict:
-    return _plain(
-        _translated(
-            lambda: client().v1.payment_methods.detach(payment_method_id, options=_options(idempotency_key))
-        )
+def payment_method_detach(*, payment_method_id: str, idempotency_key: str) -> Card:
+    return Card.of(
+        _write(lambda o: client().v1.payment_methods.detach(payment_method_id, options=o), idempotency_key)
     )
 
 
-def payment_methods_list(*, customer_id: str) -> Iterator[StripeDict]:
+def payment_methods_list(*, customer_id: str) -> Iterator[Card]:
     params: stripe.params.CustomerPaymentMethodListParams = {"type": "card", "limit": 100}
     page = _translated(lambda: client().v1.customers.payment_methods.list(customer_id, params=params))
     for pm in page.auto_paging_iter():
-        yield _plain(pm)
+        yield Card.of(_plain(pm))
 
 
 # --------------------------------------------------------------------------- subscriptions
 
 
-def subscription_retrieve(*, subscription_id: str) -> StripeDict:
-    return _plain(_translated(lambda: client().v1.subscriptions.retrieve(subscription_id)))
+def subscription_retrieve(*, subscription_id: str) -> Subscription:
+    return Subscription.of(_read(lambda: client().v1.subscriptions.retrieve(subscription_id)))
 
 
 def subscription_set_default_payment_method(
     *, subscription_id: str, payment_method_id: str, idempotency_key: str
-) -> StripeDict:
+) -> Subscription:
     params: stripe.params.SubscriptionUpdateParams = {"default_payment_method": payment_method_id}
-    return _plain(
-        _translated(
-            lambda: client().v1.subscriptions.update(
-                subscription_id, params=params, options=_options(idempotency_key)
-            )
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
         )
     )
 
 
-def subscriptions_list(*, customer_id: str) -> Iterator[StripeDict]:
+def subscriptions_list(*, customer_id: str) -> Iterator[Subscription]:
     params: stripe.params.SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
     page = _translated(lambda: client().v1.subscriptions.list(params=params))
     for sub in page.auto_paging_iter():
-        yield _plain(sub)
+        yield Subscription.of(_plain(sub))
 
 
 # --------------------------------------------------------------------------- invoices
 
 
-def invoice_retrieve(*, invoice_id: str) -> StripeDict:
-    return _plain(_translated(lambda: client().v1.invoices.retrieve(invoice_id)))
+def invoice_retrieve(*, invoice_id: str) -> Invoice:
+    return Invoice.of(_read(lambda: client().v1.invoices.retrieve(invoice_id)))
 
 
-def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str) -> StripeDict:
-    # on-session: the customer is on the page, so the bank may ask for 3-D Secure and they can answer.
-    params: stripe.params.InvoicePayParams = {"payment_method": payment_method_id, "off_session": False}
-    return _plain(
-        _translated(
-            lambda: client().v1.invoices.pay(invoice_id, params=params, options=_options(idempotency_key))
-        )
+def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str) -> Invoice:
+    # Off-session, as Stripe Billing charges a saved card: a card authenticated when it was set up
+    # for future payments is then not asked for 3-D Secure again (Stripe's exemption for
+    # off-session payments).  A bank that insists still gets its check (ActionRequired).
+    params: stripe.params.InvoicePayParams = {"payment_method": payment_method_id, "off_session": True}
+    return Invoice.of(
+        _write(lambda o: client().v1.invoices.pay(invoice_id, params=params, options=o), idempotency_key)
     )
 
 
-def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[StripeDict]:
+def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[Invoice]:
     params: stripe.params.InvoiceListParams = {"customer": customer_id, "limit": min(limit, 100)}
     page = _translated(lambda: client().v1.invoices.list(params=params))
     for count, invoice in enumerate(page.auto_paging_iter()):
         if count >= limit:
             return
-        yield _plain(invoice)
+        yield Invoice.of(_plain(invoice))
 
 
 # --------------------------------------------------------------------------- catalog
 
 
-def products_search_by_metadata_key(*, catalog_key: str) -> StripeDict | None:
+def product_by_catalog_key(*, catalog_key: str) -> Product | None:
     params: stripe.params.ProductListParams = {"limit": 100}
     page = _translated(lambda: client().v1.products.list(params=params))
     for product in page.auto_paging_iter():
-        found = _plain(product)
-        if (found.get("metadata") or {}).get("catalog_key") == catalog_key:
+        found = Product.of(_plain(product))
+        if found.catalog_key == catalog_key:
             return found
     return None
 
 
-def product_create(*, name: str, catalog_key: str, idempotency_key: str) -> StripeDict:
+def product_create(*, name: str, catalog_key: str, idempotency_key: str) -> Product:
     params: stripe.params.ProductCreateParams = {"name": name, "metadata": {"catalog_key": catalog_key}}
-    return _plain(
-        _translated(lambda: client().v1.products.create(params=params, options=_options(idempotency_key)))
+    return Product.of(
+        _write(lambda o: client().v1.products.create(params=params, options=o), idempotency_key)
     )
 
 
-def price_by_lookup_key(*, lookup_key: str) -> StripeDict | None:
+def price_by_lookup_key(*, lookup_key: str) -> Price | None:
     params: stripe.params.PriceListParams = {"lookup_keys": [lookup_key], "active": True, "limit": 1}
     page = _translated(lambda: client().v1.prices.list(params=params))
-    return _plain(page.data[0]) if page.data else None
+    return Price.of(_plain(page.data[0])) if page.data else None
 
 
 def price_create(
@@ -271,7 +415,7 @@ def price_create(
     interval_count: int,
     lookup_key: str,
     idempotency_key: str,
-) -> StripeDict:
+) -> Price:
     params: stripe.params.PriceCreateParams = {
         "product": product_id,
         "currency": currency,
@@ -281,14 +425,12 @@ def price_create(
         # A changed amount is a new price; the key moves to it and the old one is archived.
         "transfer_lookup_key": True,
     }
-    return _plain(
-        _translated(lambda: client().v1.prices.create(params=params, options=_options(idempotency_key)))
-    )
+    return Price.of(_write(lambda o: client().v1.prices.create(params=params, options=o), idempotency_key))
 
 
-def price_archive(*, price_id: str) -> StripeDict:
+def price_archive(*, price_id: str) -> None:
     params: stripe.params.PriceUpdateParams = {"active": False}
-    return _plain(_translated(lambda: client().v1.prices.update(price_id, params=params)))
+    _read(lambda: client().v1.prices.update(price_id, params=params))
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -3,6 +3,9 @@
 Events are notices, not data: each handler re-reads the object from Stripe while holding
 the customer's row lock and writes what it reads into the mirror.  Duplicates, retries and
 events arriving in any order therefore all end in the same state.
+
+An event whose processing fails is retried with backoff (policy), then ends `failed`, where staff
+see it and `manage.py replay_events` can try it again; it never holds up the events behind it.
 """
 
 from __future__ import annotations
@@ -11,44 +14,43 @@ import logging
 from collections.abc import Callable
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from billing import gateway, notify, sync
-from billing.errors import InvalidRequest
+from billing import gateway, policy, sync
+from billing.errors import InvalidRequest, StripeUnavailable
 from billing.models import BillingCustomer, StripeEvent
+from billing.services import invoices
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[BillingCustomer, StripeEvent], None]
+Status = StripeEvent.Status
 
 
 def _subscription(customer: BillingCustomer, event: StripeEvent) -> None:
     data = gateway.subscription_retrieve(subscription_id=event.object_id)
-    sync.subscription_from_stripe(customer=customer, data=data, state_at=timezone.now())
+    sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
 
 
 def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:
-    data = gateway.invoice_retrieve(invoice_id=event.object_id)
-    sync.invoice_from_stripe(customer=customer, data=data, state_at=timezone.now())
-    # A receipt for every paid invoice with money in it, once, whichever event told us.
-    if data.get("status") == "paid" and (data.get("amount_paid") or 0) > 0:
-        notify.payment_received(customer=customer, invoice=data)
+    invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
+    sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
+    invoices.invoice_paid(customer=customer, invoice=invoice)
 
 
 def _payment_method(customer: BillingCustomer, event: StripeEvent) -> None:
     try:
-        data = gateway.payment_method_retrieve(payment_method_id=event.object_id)
+        card = gateway.payment_method_retrieve(payment_method_id=event.object_id)
     except InvalidRequest:
         # Gone from Stripe altogether: it can't be the customer's card any more.
         customer.payment_methods.filter(stripe_id=event.object_id).delete()
         return
-    sync.payment_method_from_stripe(customer=customer, data=data, state_at=timezone.now())
+    sync.payment_method_from_stripe(customer=customer, data=card.raw, state_at=timezone.now())
 
 
 def _customer(customer: BillingCustomer, event: StripeEvent) -> None:
     data = gateway.customer_retrieve(customer_id=event.object_id)
-    sync.customer_from_stripe(customer=customer, data=data, state_at=timezone.now())
+    sync.customer_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
 
 
 HANDLERS: dict[str, Handler] = {
@@ -78,37 +80,59 @@ HANDLERS: dict[str, Handler] = {
 
 
 def process(*, event_pk: int) -> str:
-    """Process one stored event; returns its final status.  Raises on failure (the caller retries);
-    the failure is recorded on the row first so that staff can see it."""
+    """Process one stored event; returns its status afterwards.  A failure is recorded on the row
+    (attempts, the error, when to try again, or `failed` once the policy gives up), never raised."""
     try:
         with transaction.atomic():
             event = StripeEvent.objects.select_for_update().get(pk=event_pk)
-            if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            if event.status in (Status.PROCESSED, Status.IGNORED):
                 return event.status
-            event.attempts += 1
             handler = HANDLERS.get(event.type)
             customer = None
             if handler is not None and event.customer_stripe_id:
                 customer = sync.locked_customer(stripe_customer_id=event.customer_stripe_id)
             if handler is None or customer is None:
                 # Unknown types and other people's customers are kept, and deliberately left alone.
-                event.status = StripeEvent.Status.IGNORED
+                event.status = Status.IGNORED
             else:
                 handler(customer, event)
-                event.status = StripeEvent.Status.PROCESSED
+                event.status = Status.PROCESSED
+            event.attempts += 1
             event.processed_at = timezone.now()
             event.last_error = ""
-            event.save(update_fields=["status", "attempts", "processed_at", "last_error"])
+            event.next_attempt_at = None
+            event.save(update_fields=["status", "attempts", "processed_at", "last_error", "next_attempt_at"])
             return event.status
+    except StripeUnavailable as exc:
+        return _failed(event_pk=event_pk, error=exc, outage=True)
     except Exception as exc:
-        _record_failure(event_pk=event_pk, error=exc)
-        raise
+        logger.exception("stripe event %s: unexpected error while processing it", event_pk)
+        return _failed(event_pk=event_pk, error=exc, outage=False)
 
 
-def _record_failure(*, event_pk: int, error: Exception) -> None:
-    StripeEvent.objects.filter(pk=event_pk).exclude(status=StripeEvent.Status.PROCESSED).update(
-        status=StripeEvent.Status.FAILED,
-        attempts=F("attempts") + 1,
-        last_error=f"{type(error).__name__}: {error}"[:2000],
+def _failed(*, event_pk: int, error: Exception, outage: bool) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().get(pk=event_pk)
+        if event.status in (Status.PROCESSED, Status.IGNORED):
+            return event.status
+        event.attempts += 1
+        event.last_error = f"{type(error).__name__}: {error}"[:2000]
+        event.next_attempt_at = policy.next_try(
+            policy=policy.current().events,
+            attempts=event.attempts,
+            outage=outage,
+            waiting_since=event.received_at,
+            now=now,
+        )
+        event.status = Status.RETRYING if event.next_attempt_at else Status.FAILED
+        event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
+    log = logger.warning if event.status == Status.RETRYING else logger.error
+    log(
+        "stripe event %s %s after %s attempt(s): %s",
+        event_pk,
+        event.status,
+        event.attempts,
+        type(error).__name__,
     )
-    logger.warning("stripe event %s failed: %s", event_pk, type(error).__name__)
+    return event.status

@@ -1,8 +1,14 @@
-"""Money and dates for people: integer minor units + ISO currency in, the locale's way out (babel)."""
+"""Money and dates for people: integer minor units + ISO currency in, the locale's way out (babel).
+
+Dates are shown in the active time zone, which the portal's middleware and the outbox set to the
+customer's (`customer_zone`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import zoneinfo
 from decimal import Decimal
 
 from babel.core import Locale, UnknownLocaleError
@@ -16,12 +22,16 @@ from django.utils.translation import get_language
 _LOCALES = {"en": "en_IE", "sv": "sv_SE", "nl": "nl_NL"}
 
 
-def _locale(language: str | None) -> Locale:
-    code = _LOCALES.get((language or get_language() or "en")[:2], "en_IE")
+@functools.cache
+def _parsed(code: str) -> Locale:
     try:
         return Locale.parse(code)
     except (UnknownLocaleError, ValueError):
         return Locale.parse("en_IE")
+
+
+def _locale(language: str | None) -> Locale:
+    return _parsed(_LOCALES.get((language or get_language() or "en")[:2], "en_IE"))
 
 
 def to_major(*, amount: int, currency: str) -> Decimal:
@@ -29,7 +39,7 @@ def to_major(*, amount: int, currency: str) -> Decimal:
 
 
 def format_money(*, amount: int, currency: str, language: str | None = None) -> str:
-    """1900, "eur" → "€19.00" (en), "19,00 €" (nl: "€ 19,00"), "19,00 €" (sv)."""
+    """1900, "eur" → "€19.00" (en), "€ 19,00" (nl), "19,00 €" (sv)."""
     return format_currency(
         to_major(amount=amount, currency=currency), currency.upper(), locale=_locale(language)
     )
@@ -42,11 +52,18 @@ def format_day(
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        value = timezone.localtime(value, timezone=_display_zone()).date()
+        value = timezone.localtime(value).date()
     return format_date(value, format=style, locale=_locale(language))
 
 
-def _display_zone() -> dt.tzinfo:
-    import zoneinfo
+@functools.cache
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(settings.PORTAL_DISPLAY_TIME_ZONE)
 
-    return zoneinfo.ZoneInfo(settings.PORTAL_DISPLAY_TIME_ZONE)
+
+def customer_zone(name: str) -> dt.tzinfo:
+    """The customer's time zone (an IANA name), or the portal's default when they have none."""
+    return _zone(name or settings.PORTAL_DISPLAY_TIME_ZONE)

@@ -1,66 +1,55 @@
-"""Reads for pages: from the local mirror only, never from Stripe, in a fixed number of queries.
+"""Reads for pages and services: from the local mirror only, never from Stripe, in a fixed number
+of queries.  Nothing here writes.
 
-Every lookup is scoped to the customer it is for: another customer's card, invoice or
-change is simply not found (the views answer 404).
+Every lookup is scoped to the customer it is for: another customer's card, invoice or change is
+simply not found (None), and the views answer 404.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
+import dataclasses
 from typing import Any
 
-from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from billing import policy
-from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod, Subscription
+from billing import changes, policy
+from billing.changes import ChangeKind, ChangeResult
+from billing.errors import OUTAGE_CODES
+from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod, Subscription
+from billing.state import LIVE_STATUSES, SubscriptionState, subscription_state
 
-# How many of the latest confirmations the dashboard lists.
-RECENT_NOTIFICATIONS = 5
-
-
-@dataclass(frozen=True)
-class Banner:
-    """Something that needs the customer's action, and the one button that fixes it."""
-
-    kind: str
-    invoice: Invoice | None = None
-    card: PaymentMethod | None = None
+# How many of the latest messages the dashboard lists.
+RECENT_MESSAGES = 5
+# Changes still in the customer's hands or Stripe's.
+OPEN_CHANGE_STATUSES = (BillingChange.Status.PENDING, BillingChange.Status.ACTION_REQUIRED)
 
 
-@dataclass
-class Dashboard:
-    customer: BillingCustomer
-    subscription: Subscription | None
-    cards: list[PaymentMethod]
-    default_card: PaymentMethod | None
-    backup_card: PaymentMethod | None
-    open_invoices: list[Invoice]
-    pending_changes: list[BillingChange]
-    notifications: list[Notification]
-    banners: list[Banner] = field(default_factory=list)
+def customer_of_user(*, user_id: Any) -> BillingCustomer | None:
+    """The login's billing customer, if it has one (staff logins, say, have none)."""
+    if user_id is None:
+        return None
+    return BillingCustomer.objects.filter(user_id=user_id).first()
 
 
-def customer_cards(*, customer: BillingCustomer) -> QuerySet[PaymentMethod]:
-    return PaymentMethod.objects.filter(customer=customer)
+def card_for(*, customer: BillingCustomer, card_id: int) -> PaymentMethod | None:
+    return PaymentMethod.objects.filter(customer=customer, pk=card_id).first()
 
 
-def card_for(*, customer: BillingCustomer, card_id: int) -> PaymentMethod:
-    return get_object_or_404(PaymentMethod, customer=customer, pk=card_id)
-
-
-def change_for(*, customer: BillingCustomer, change_id: Any) -> BillingChange:
-    return get_object_or_404(BillingChange, customer=customer, pk=change_id)
-
-
-def invoice_for(*, customer: BillingCustomer, invoice_id: int) -> Invoice:
-    return get_object_or_404(Invoice, customer=customer, pk=invoice_id)
+def change_for(*, customer: BillingCustomer, change_id: Any) -> BillingChange | None:
+    return BillingChange.objects.filter(customer=customer, pk=change_id).first()
 
 
 def open_invoices(*, customer: BillingCustomer) -> list[Invoice]:
     """Invoices waiting for money, oldest first (the order they are retried in)."""
     return list(Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created"))
+
+
+def live_subscriptions(*, customer: BillingCustomer) -> list[Subscription]:
+    return list(customer.subscriptions.filter(status__in=LIVE_STATUSES))
+
+
+def other_cards(*, customer: BillingCustomer, card: PaymentMethod) -> int:
+    return customer.payment_methods.exclude(pk=card.pk).count()
 
 
 def current_subscription(*, customer: BillingCustomer) -> Subscription | None:
@@ -69,63 +58,108 @@ def current_subscription(*, customer: BillingCustomer) -> Subscription | None:
         Subscription.objects.filter(customer=customer).select_related("price__tier").order_by("-created")[:10]
     )
     for sub in subs:
-        if sub.status in policy.LIVE_SUBSCRIPTION_STATUSES:
+        if sub.status in LIVE_STATUSES:
             return sub
     return subs[0] if subs else None
 
 
-def card_expires_before(*, card: PaymentMethod, moment: dt.datetime) -> bool:
-    """A card works until the end of its expiry month."""
-    if card.exp_month == 12:
-        first_after = dt.datetime(card.exp_year + 1, 1, 1, tzinfo=dt.UTC)
-    else:
-        first_after = dt.datetime(card.exp_year, card.exp_month + 1, 1, tzinfo=dt.UTC)
-    return first_after <= moment
+@dataclasses.dataclass(frozen=True)
+class ChangeView:
+    """A change as a page shows it: its kind's title and result template, its typed result."""
+
+    change: BillingChange
+    kind: ChangeKind[Any, Any]
+    result: ChangeResult | None
+
+    @property
+    def waiting_for_stripe(self) -> bool:
+        return self.change.status == BillingChange.Status.PENDING and self.change.error_code in OUTAGE_CODES
+
+
+def change_view(*, change: BillingChange) -> ChangeView:
+    return ChangeView(change=change, kind=changes.kind_of(change), result=changes.result_of(change))
+
+
+@dataclasses.dataclass(frozen=True)
+class Banner:
+    """Something that needs the customer's action, and the one button that fixes it."""
+
+    kind: str
+    invoice: Invoice | None = None
+    card: PaymentMethod | None = None
+
+
+@dataclasses.dataclass
+class Dashboard:
+    customer: BillingCustomer
+    subscription: Subscription | None
+    state: SubscriptionState | None
+    cards: list[PaymentMethod]
+    default_card: PaymentMethod | None
+    backup_card: PaymentMethod | None
+    open_invoices: list[Invoice]
+    open_changes: list[ChangeView]
+    messages: list[Delivery]
+    banners: list[Banner] = dataclasses.field(default_factory=list)
 
 
 def dashboard(*, customer: BillingCustomer) -> Dashboard:
     subscription = current_subscription(customer=customer)
-    cards = list(customer_cards(customer=customer))
+    cards = list(PaymentMethod.objects.filter(customer=customer))
     by_id = {card.stripe_id: card for card in cards}
     default_id = customer.default_payment_method_id
     if subscription is not None and subscription.default_payment_method_id:
         default_id = subscription.default_payment_method_id
+    default_card = by_id.get(default_id)
     view = Dashboard(
         customer=customer,
         subscription=subscription,
+        state=subscription_state(subscription=subscription, now=timezone.now()) if subscription else None,
         cards=cards,
-        default_card=by_id.get(default_id),
-        backup_card=by_id.get(customer.backup_payment_method_id),
+        default_card=default_card,
+        # A card never backs itself up, whatever a stale mirror says.
+        backup_card=None
+        if customer.backup_payment_method_id == default_id
+        else by_id.get(customer.backup_payment_method_id),
         open_invoices=open_invoices(customer=customer),
-        pending_changes=list(
-            BillingChange.objects.filter(
-                customer=customer,
-                status__in=[BillingChange.Status.PENDING, BillingChange.Status.ACTION_REQUIRED],
+        open_changes=[
+            change_view(change=change)
+            for change in BillingChange.objects.filter(
+                customer=customer, status__in=OPEN_CHANGE_STATUSES
             ).order_by("-created_at")[:10]
-        ),
-        notifications=list(
-            Notification.objects.filter(customer=customer).order_by("-created_at")[:RECENT_NOTIFICATIONS]
-        ),
+        ],
+        messages=recent_messages(customer=customer),
     )
     view.banners = _banners(view)
     return view
 
 
+def recent_messages(*, customer: BillingCustomer) -> list[Delivery]:
+    """The latest in-app messages, newest first (the customer's record of what happened)."""
+    found = list(
+        Delivery.objects.filter(customer=customer, channel=Delivery.Channel.IN_APP).order_by("-created_at")[
+            :RECENT_MESSAGES
+        ]
+    )
+    for delivery in found:
+        delivery.customer = customer  # rendering the line needs no query for it
+    return found
+
+
 def _banners(view: Dashboard) -> list[Banner]:
-    banners: list[Banner] = []
-    for invoice in view.open_invoices:
-        banners.append(Banner(kind="invoice_open", invoice=invoice))
-    sub = view.subscription
-    live = sub is not None and sub.status in policy.LIVE_SUBSCRIPTION_STATUSES
-    if live and view.default_card is None:
+    banners = [Banner(kind="invoice_open", invoice=invoice) for invoice in view.open_invoices]
+    state, card, backup = view.state, view.default_card, view.backup_card
+    live = state is not None and state.live
+    if live and card is None:
         banners.append(Banner(kind="no_card"))
-    next_charge = sub.current_period_end if sub is not None else None
-    if (
-        live
-        and view.default_card is not None
-        and next_charge is not None
-        and card_expires_before(card=view.default_card, moment=next_charge)
-        and (view.backup_card is None or card_expires_before(card=view.backup_card, moment=next_charge))
-    ):
-        banners.append(Banner(kind="card_expiring", card=view.default_card))
+    next_charge = view.subscription.current_period_end if view.subscription is not None else None
+    if live and card is not None and next_charge is not None:
+        expiring = policy.card_expires_before(
+            exp_year=card.exp_year, exp_month=card.exp_month, moment=next_charge
+        )
+        backup_ok = backup is not None and not policy.card_expires_before(
+            exp_year=backup.exp_year, exp_month=backup.exp_month, moment=next_charge
+        )
+        if expiring and not backup_ok:
+            banners.append(Banner(kind="card_expiring", card=card))
     return banners

@@ -24,13 +24,6 @@ def _ts(value: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(value, tz=dt.UTC) if value else None
 
 
-def _id(value: Any) -> str:
-    """A Stripe reference that may be an id or an expanded object."""
-    if isinstance(value, dict):
-        return str(value.get("id") or "")
-    return str(value or "")
-
-
 def locked_customer(*, stripe_customer_id: str) -> BillingCustomer | None:
     """The customer's row, locked until the end of the transaction (None if not ours)."""
     return BillingCustomer.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
@@ -43,7 +36,7 @@ def customer_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_a
         customer.default_payment_method_id = ""
     else:
         settings_ = data.get("invoice_settings") or {}
-        customer.default_payment_method_id = _id(settings_.get("default_payment_method"))
+        customer.default_payment_method_id = gateway.ref_id(settings_.get("default_payment_method"))
         customer.delinquent = bool(data.get("delinquent"))
         customer.backup_payment_method_id = (data.get("metadata") or {}).get("backup_payment_method", "")
     customer.stripe_state_at = state_at
@@ -82,8 +75,8 @@ def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, sta
         "trial_end": _ts(data.get("trial_end")),
         "pause_behavior": pause.get("behavior") or "",
         "pause_resumes_at": _ts(pause.get("resumes_at")),
-        "default_payment_method_id": _id(data.get("default_payment_method")),
-        "latest_invoice_id": _id(data.get("latest_invoice")),
+        "default_payment_method_id": gateway.ref_id(data.get("default_payment_method")),
+        "latest_invoice_id": gateway.ref_id(data.get("latest_invoice")),
         "created": _ts(data.get("created")) or state_at,
         "stripe_state_at": state_at,
     }
@@ -94,7 +87,7 @@ def payment_method_from_stripe(*, customer: BillingCustomer, data: StripeDict, s
     existing = PaymentMethod.objects.filter(stripe_id=data["id"]).first()
     if existing and existing.stripe_state_at > state_at:
         return
-    if _id(data.get("customer")) != customer.stripe_customer_id or data.get("type") != "card":
+    if gateway.ref_id(data.get("customer")) != customer.stripe_customer_id or data.get("type") != "card":
         # Detached (or not a card): it is no longer one of the customer's cards.
         PaymentMethod.objects.filter(stripe_id=data["id"]).delete()
         return
@@ -127,7 +120,7 @@ def invoice_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_at
         stripe_id=data["id"],
         defaults={
             "customer": customer,
-            "subscription_stripe_id": _id(sub_details.get("subscription")),
+            "subscription_stripe_id": gateway.ref_id(sub_details.get("subscription")),
             "number": data.get("number") or "",
             "status": data.get("status") or "draft",
             "currency": data.get("currency") or customer.currency,
@@ -158,13 +151,13 @@ def reconcile_customer(*, customer_id: int) -> None:
         state_at = timezone.now()
         stripe_id = customer.stripe_customer_id
         customer_from_stripe(
-            customer=customer, data=gateway.customer_retrieve(customer_id=stripe_id), state_at=state_at
+            customer=customer, data=gateway.customer_retrieve(customer_id=stripe_id).raw, state_at=state_at
         )
         cards = list(gateway.payment_methods_list(customer_id=stripe_id))
         for card in cards:
-            payment_method_from_stripe(customer=customer, data=card, state_at=state_at)
-        customer.payment_methods.exclude(stripe_id__in=[c["id"] for c in cards]).delete()
+            payment_method_from_stripe(customer=customer, data=card.raw, state_at=state_at)
+        customer.payment_methods.exclude(stripe_id__in=[c.id for c in cards]).delete()
         for sub in gateway.subscriptions_list(customer_id=stripe_id):
-            subscription_from_stripe(customer=customer, data=sub, state_at=state_at)
+            subscription_from_stripe(customer=customer, data=sub.raw, state_at=state_at)
         for invoice in gateway.invoices_list(customer_id=stripe_id):
-            invoice_from_stripe(customer=customer, data=invoice, state_at=state_at)
+            invoice_from_stripe(customer=customer, data=invoice.raw, state_at=state_at)

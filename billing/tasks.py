@@ -1,4 +1,10 @@
-"""Celery tasks: each one is safe to run twice (late acks deliver a task again if its worker dies)."""
+"""Celery tasks: each one is safe to run twice (late acks deliver a task again if its worker dies).
+
+The work itself records its failures and decides, by policy, when to try again; a task comes back
+on its own only for a transient failure (Stripe or the mail server unreachable) whose next try
+falls within the broker's visibility window.  Everything else due later is picked up by the
+periodic sweeps, so one failing item never holds up the others.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +14,50 @@ from typing import Any
 
 from celery import current_app, shared_task
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from billing import handlers, notify, services, sync
-from billing.errors import StripeUnavailable
-from billing.models import BillingChange, BillingCustomer, Notification, StripeEvent
+from billing import changes, channels, handlers, outbox, sync
+from billing.errors import OUTAGE_CODES, StripeUnavailable
+from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
 
 logger = logging.getLogger(__name__)
 
+# How many items one run of a sweep takes on; a full batch queues the next run at once.
+SWEEP_BATCH = 500
 
-@shared_task(bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=600, max_retries=8)
-def process_event(self: Any, event_pk: int) -> str:
-    return handlers.process(event_pk=event_pk)
+
+def _come_back(task: Any, when: dt.datetime | None) -> None:
+    """Retry this task at `when` if a worker may hold it that long without the broker delivering
+    it a second time meanwhile (longer waits are left to the sweeps)."""
+    if when is None or task.request.is_eager:
+        return
+    delay = max(1.0, (when - timezone.now()).total_seconds())
+    options = current_app.conf.broker_transport_options or {}
+    if delay <= float(options.get("visibility_timeout", 3600)) / 2:
+        raise task.retry(countdown=delay)
+
+
+def _eager() -> bool:
+    return bool(current_app.conf.task_always_eager)
+
+
+# --------------------------------------------------------------------------- changes
 
 
 @shared_task(bind=True, max_retries=None)
 def apply_change(self: Any, change_id: str) -> str:
-    services.apply_change(change_id=change_id)
+    changes.apply(change_id=change_id)
     change = BillingChange.objects.get(pk=change_id)
-    if change.status == BillingChange.Status.PENDING and change.next_attempt_at and not self.request.is_eager:
-        # Stripe was unreachable: come back when the policy says (the beat job is the safety net).
-        delay = max(1.0, (change.next_attempt_at - timezone.now()).total_seconds())
-        if _within_visibility(delay):
-            raise self.retry(countdown=delay)
-        # Longer waits are left to `apply_pending_changes`: Redis hands a message held past the
-        # visibility timeout to a worker again, and every copy would schedule its own retry.
+    if change.status == BillingChange.Status.PENDING and change.error_code in OUTAGE_CODES:
+        _come_back(self, change.next_attempt_at)
     return change.status
-
-
-def _within_visibility(delay: float) -> bool:
-    """Whether a task may wait `delay` seconds in a worker (countdown) without the broker
-    delivering it a second time meanwhile."""
-    options = current_app.conf.broker_transport_options or {}
-    return delay <= float(options.get("visibility_timeout", 3600)) / 2
 
 
 def enqueue_change(*, change: BillingChange) -> None:
     """Send a pending change to the worker once the row that records it is committed.  Without a
     worker (eager mode: the demo) the periodic `apply_pending_changes` picks it up instead."""
-    if current_app.conf.task_always_eager:
+    if _eager():
         return
     delay = 0.0
     if change.next_attempt_at:
@@ -55,44 +66,71 @@ def enqueue_change(*, change: BillingChange) -> None:
     transaction.on_commit(lambda: apply_change.apply_async(args=(change_id,), countdown=delay))
 
 
-# The longest backoff stays under the broker's visibility timeout (600 s), so a waiting retry is not delivered twice.
-@shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=300, max_retries=10)
-def send_notification(self: Any, notification_id: int) -> bool:
-    return notify.send(notification_id=notification_id)
+def enqueue_due_changes() -> None:
+    if not _eager():
+        transaction.on_commit(lambda: apply_pending_changes.delay())
 
 
 @shared_task
 def apply_pending_changes() -> int:
-    return services.apply_due_changes()
+    tried = changes.apply_due(limit=SWEEP_BATCH)
+    if tried >= SWEEP_BATCH:
+        enqueue_due_changes()
+    return tried
+
+
+# --------------------------------------------------------------------------- events
+
+
+@shared_task(bind=True, max_retries=None)
+def process_event(self: Any, event_pk: int) -> str:
+    status = handlers.process(event_pk=event_pk)
+    if status == StripeEvent.Status.RETRYING:
+        event = StripeEvent.objects.get(pk=event_pk)
+        if event.last_error.startswith(StripeUnavailable.__name__):
+            _come_back(self, event.next_attempt_at)
+    return status
 
 
 @shared_task
 def process_pending_events() -> int:
-    """Events stored but never processed (a lost enqueue) or failed, oldest first."""
-    stale = timezone.now() - dt.timedelta(minutes=1)
+    """Events stored but never processed (a lost enqueue), and failed ones whose next try is due."""
+    now = timezone.now()
+    stale = now - dt.timedelta(minutes=1)
     ids = list(
         StripeEvent.objects.filter(
-            status__in=[StripeEvent.Status.PENDING, StripeEvent.Status.FAILED], received_at__lt=stale
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:500]
+            Q(status=StripeEvent.Status.PENDING, received_at__lt=stale)
+            | Q(status=StripeEvent.Status.RETRYING, next_attempt_at__lte=now)
+        ).values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for pk in ids:
         process_event.delay(pk)
     return len(ids)
 
 
+# --------------------------------------------------------------------------- messages
+
+
+@shared_task(bind=True, max_retries=None)
+def send_delivery(self: Any, delivery_id: int) -> bool:
+    try:
+        return outbox.send(delivery_id=delivery_id)
+    except channels.ChannelUnavailable:
+        delivery = Delivery.objects.get(pk=delivery_id)
+        if delivery.status == Delivery.Status.PENDING:
+            _come_back(self, delivery.send_after)
+        return False
+
+
 @shared_task
-def send_pending_notifications() -> int:
-    stale = timezone.now() - dt.timedelta(minutes=1)
-    ids = list(
-        Notification.objects.filter(status=Notification.Status.PENDING, created_at__lt=stale).values_list(
-            "pk", flat=True
-        )[:500]
-    )
+def send_pending_deliveries() -> int:
+    ids = outbox.due(now=timezone.now(), limit=SWEEP_BATCH)
     for pk in ids:
-        send_notification.delay(pk)
+        send_delivery.delay(pk)
     return len(ids)
+
+
+# --------------------------------------------------------------------------- reconciliation
 
 
 @shared_task(autoretry_for=(StripeUnavailable,), retry_backoff=30, max_retries=5)

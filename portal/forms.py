@@ -1,17 +1,38 @@
+"""The portal's forms: what a request may carry, checked before anything reaches billing or Stripe."""
+
 from __future__ import annotations
+
+import secrets
 
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+# A one-time value a page hands its form, so that the same submit sent twice is one change.
+TOKEN = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(12)
+
 
 class SetupIntentForm(forms.Form):
-    setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9]{8,64}$", max_length=80)
+    setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220)
 
 
-class BackupForm(forms.Form):
+class AttemptForm(forms.Form):
+    """The card form's page view: its SetupIntent's idempotency key is derived from it."""
+
+    attempt = forms.RegexField(regex=TOKEN, max_length=64)
+
+
+class CardActionForm(forms.Form):
+    token = forms.RegexField(regex=TOKEN, max_length=64, required=False)
+
+
+class BackupForm(CardActionForm):
     consent = forms.BooleanField(
-        required=True,
+        required=False,
         label=_("I agree that my backup card may be charged when a payment with my default card fails."),
     )
 

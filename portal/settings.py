@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,9 +42,13 @@ INSTALLED_APPS = [
     "django_htmx",
     "allauth",
     "allauth.account",
+    "csp",
     "billing",
     "portal",
 ]
+# Development tools (`manage.py demo`, the mailbox at /dev/mailbox/) are not part of a deployment.
+if DEBUG:
+    INSTALLED_APPS.append("portal.dev")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -53,11 +58,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "portal.middleware.CustomerLanguageMiddleware",
+    "portal.middleware.CustomerMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -77,6 +83,14 @@ TEMPLATES = [
                 "portal.context_processors.portal",
             ],
         },
+    },
+    {
+        # Messages' plain-text parts (email, SMS, in-app lines): rendered without HTML escaping.
+        "NAME": "text",
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": False,
+        "OPTIONS": {"autoescape": False},
     },
 ]
 
@@ -185,8 +199,38 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# A worker's patience: a long timeout and network retries.
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# While a customer waits for the page: a short timeout and no retries (the change then waits).
+STRIPE_INTERACTIVE_TIMEOUT_SECONDS = env.float("STRIPE_INTERACTIVE_TIMEOUT_SECONDS", default=3.0)
+
+# --------------------------------------------------------------------------- billing rules
+
+# Overrides of the defaults in billing/policy.py, e.g. {"changes": {"max_attempts": 3}}.
+BILLING_POLICY = env.json("BILLING_POLICY", default={})
+# Where text messages go: billing.channels.LocmemSmsBackend keeps them (development, tests).
+BILLING_SMS_BACKEND = env.str("BILLING_SMS_BACKEND", default="billing.channels.ConsoleSmsBackend")
+
+# --------------------------------------------------------------------------- Content-Security-Policy
+
+# Our own origin only; portal.middleware.ContentSecurityPolicyMiddleware adds Stripe.js's origins
+# (from STRIPE_JS_URL at the time of the request) to scripts, frames and connections.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "frame-src": [SELF],
+        "connect-src": [SELF],
+        "img-src": [SELF],
+        "style-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --------------------------------------------------------------------------- Celery
 
@@ -204,7 +248,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "apply-pending-changes": {"task": "billing.tasks.apply_pending_changes", "schedule": 60.0},
     "process-pending-events": {"task": "billing.tasks.process_pending_events", "schedule": 60.0},
-    "send-pending-notifications": {"task": "billing.tasks.send_pending_notifications", "schedule": 60.0},
+    "send-pending-deliveries": {"task": "billing.tasks.send_pending_deliveries", "schedule": 60.0},
     "reconcile-all-customers": {
         "task": "billing.tasks.reconcile_all_customers",
         "schedule": crontab(hour=3, minute=17),

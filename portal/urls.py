@@ -20,6 +20,8 @@ portal_patterns = [
     path("cards/<int:card_id>/backup/", cards.card_backup, name="card_backup"),
     path("cards/<int:card_id>/remove/", cards.card_remove, name="card_remove"),
     path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
+    path("changes/<uuid:change_id>/retry/", changes.change_retry, name="change_retry"),
+    path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),
     path("changes/<uuid:change_id>/recheck/", changes.change_recheck, name="change_recheck"),
     path("language/", preferences.language, name="language"),
 ]
@@ -32,10 +34,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-if settings.DEBUG:
-    from portal.views import mailbox
-
-    urlpatterns += [
-        path("dev/mailbox/", mailbox.mailbox, name="dev_mailbox"),
-        path("dev/mailbox/<str:name>/", mailbox.message, name="dev_mailbox_message"),
-    ]
+if "portal.dev" in settings.INSTALLED_APPS:
+    urlpatterns.append(path("", include("portal.dev.urls")))

@@ -16,7 +16,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing import services, sync
+from billing import sync
+from billing.services.customers import customer_create, ensure_stripe_customer
 from billing.models import BillingCustomer, Price
 
 PASSWORD = "correct-horse-battery-staple"
@@ -45,10 +46,10 @@ def make_customer(
     the customer) and a subscription to `price` (a catalog lookup key), mirrored locally."""
     user = get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    customer = services.customer_for_user(user=user, email=email, language=language)
+    customer = customer_create(user=user, email=email, language=language)
     customer.currency = currency
     customer.save(update_fields=["currency"])
-    stripe_id = services.ensure_stripe_customer(customer=customer)
+    stripe_id = ensure_stripe_customer(customer=customer)
     api = stripe_client()
     pm_id = None
     if card:

@@ -12,11 +12,11 @@ from django.core.mail import EmailMultiAlternatives
 from django.test import Client
 from django.urls import path
 
-from portal import demo
+from portal.dev import mailbox
+from portal.dev import seed as demo
 from portal.urls import urlpatterns as portal_urlpatterns
-from portal.views import mailbox
 
-# The portal's URLs with the development mailbox, which portal.urls adds only when DEBUG is on at import.
+# The portal's URLs with the development mailbox, which portal.urls adds only when DEBUG installs portal.dev.
 urlpatterns = [
     *portal_urlpatterns,
     path("dev/mailbox/", mailbox.mailbox, name="dev_mailbox"),

@@ -1,33 +1,39 @@
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import selectors, services
-from billing.errors import BillingError
-from billing.models import BillingChange, BillingCustomer
-from portal.forms import BackupForm, SetupIntentForm
-from portal.views.common import customer_view
+from billing import selectors
+from billing.errors import BillingError, Refused, StripeUnavailable
+from billing.models import BillingChange, BillingCustomer, PaymentMethod
+from billing.services import cards
+from portal.forms import AttemptForm, BackupForm, CardActionForm, SetupIntentForm, new_token
+from portal.views.common import bad_request, customer_view
 
 
-def _after_change(request: HttpRequest, change: BillingChange) -> HttpResponse:
+def _after_change(change: BillingChange) -> HttpResponse:
     return redirect("portal:change", change_id=change.pk)
+
+
+def _card(customer: BillingCustomer, card_id: int) -> PaymentMethod:
+    card = selectors.card_for(customer=customer, card_id=card_id)
+    if card is None:
+        raise Http404
+    return card
 
 
 @require_GET
 @customer_view
 def card_list(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     return render(
-        request,
-        "portal/cards.html",
-        {"view": selectors.dashboard(customer=customer), "backup_form": BackupForm()},
+        request, "portal/cards.html", {"view": selectors.dashboard(customer=customer), "token": new_token()}
     )
 
 
@@ -39,7 +45,7 @@ def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse
         "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         "currency": customer.currency,
         # One per page view: a double click reuses the same SetupIntent (idempotency key).
-        "attempt": secrets.token_urlsafe(12),
+        "attempt": new_token(),
         "open_invoices": selectors.open_invoices(customer=customer),
     }
     return render(request, "portal/card_add.html", context)
@@ -48,13 +54,26 @@ def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse
 @require_POST
 @customer_view
 def card_setup(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
-    attempt = request.POST.get("attempt", "")[:40] or secrets.token_urlsafe(12)
+    form = AttemptForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse(
+            {"error": _("This page is out of date. Please reload it and try again.")}, status=400
+        )
     try:
-        client_secret = services.card_setup_start(customer=customer, attempt=attempt)
-    except BillingError:
+        client_secret = cards.card_setup_start(customer=customer, attempt=form.cleaned_data["attempt"])
+    except StripeUnavailable:
         return JsonResponse(
             {"error": _("We can't reach our payment provider right now. Please try again in a minute.")},
             status=503,
+        )
+    except BillingError:
+        return JsonResponse(
+            {
+                "error": _(
+                    "Our payment provider could not start adding your card. Please try again, or contact us."
+                )
+            },
+            status=502,
         )
     return JsonResponse({"client_secret": client_secret})
 
@@ -66,12 +85,10 @@ def card_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     if not form.is_valid():
         messages.error(request, _("We could not read the card confirmation. Please add the card again."))
         return redirect("portal:card_add")
-    change = services.card_add(
-        customer=customer,
-        setup_intent_id=form.cleaned_data["setup_intent"],
-        requested_by=request.user,
+    change = cards.card_add(
+        customer=customer, setup_intent_id=form.cleaned_data["setup_intent"], requested_by=request.user
     )
-    return _after_change(request, change)
+    return _after_change(change)
 
 
 @require_GET
@@ -87,39 +104,58 @@ def card_return(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespo
     )
 
 
-def _card_action(request: HttpRequest, customer: BillingCustomer, card_id: int, action: str) -> HttpResponse:
-    card = selectors.card_for(customer=customer, card_id=card_id)
-    user = request.user
+Act = Callable[[PaymentMethod, dict[str, Any]], BillingChange]
+
+
+def _card_action(
+    request: HttpRequest, *, customer: BillingCustomer, card_id: int, form: CardActionForm, act: Act
+) -> HttpResponse:
+    card = _card(customer, card_id)
+    if not form.is_valid():
+        # Only an edited or replayed request gets here: our pages send a valid token.
+        return bad_request(request, _("This page is out of date. Please reload it and try again."))
     try:
-        if action == "default":
-            change = services.card_set_default(customer=customer, card=card, requested_by=user)
-        elif action == "remove":
-            change = services.card_remove(customer=customer, card=card, requested_by=user)
-        else:
-            form = BackupForm(request.POST)
-            consent = form.is_valid() and form.cleaned_data["consent"]
-            change = services.card_set_backup(
-                customer=customer, card=card, consent=consent, requested_by=user
-            )
-    except services.Refused as refusal:
+        change = act(card, form.cleaned_data)
+    except Refused as refusal:
         messages.error(request, str(refusal))
-        return redirect(reverse("portal:cards"))
-    return _after_change(request, change)
+        return redirect("portal:cards")
+    return _after_change(change)
 
 
 @require_POST
 @customer_view
 def card_default(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    return _card_action(request, customer, card_id, "default")
+    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
+        return cards.card_set_default(
+            customer=customer, card=card, requested_by=request.user, key=data["token"]
+        )
+
+    return _card_action(
+        request, customer=customer, card_id=card_id, form=CardActionForm(request.POST), act=act
+    )
 
 
 @require_POST
 @customer_view
 def card_backup(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    return _card_action(request, customer, card_id, "backup")
+    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
+        return cards.card_set_backup(
+            customer=customer,
+            card=card,
+            consent=data["consent"],
+            requested_by=request.user,
+            key=data["token"],
+        )
+
+    return _card_action(request, customer=customer, card_id=card_id, form=BackupForm(request.POST), act=act)
 
 
 @require_POST
 @customer_view
 def card_remove(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    return _card_action(request, customer, card_id, "remove")
+    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
+        return cards.card_remove(customer=customer, card=card, requested_by=request.user, key=data["token"])
+
+    return _card_action(
+        request, customer=customer, card_id=card_id, form=CardActionForm(request.POST), act=act
+    )

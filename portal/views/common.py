@@ -1,4 +1,4 @@
-"""What every portal view needs: a logged-in user and their billing customer."""
+"""What every portal view needs: a logged-in user with a billing customer, and only theirs."""
 
 from __future__ import annotations
 
@@ -8,22 +8,28 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
-from billing import services
-from billing.models import BillingCustomer
+from portal.customers import customer_of
 
 View = Callable[..., HttpResponse]
 
 
-def customer_view(view: Callable[..., HttpResponse]) -> View:
-    """Login required; the view receives `customer` (the request user's, and only theirs)."""
+def customer_view(view: View) -> View:
+    """Login required; the view receives `customer` (the request's, and only theirs).  A login
+    without a billing customer gets a page that says so, and nothing is created for it."""
 
     @login_required
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        customer: BillingCustomer | None = getattr(request, "customer", None)
+        customer = customer_of(request)
         if customer is None:
-            customer = services.customer_for_user(user=request.user, email=getattr(request.user, "email", ""))  # type: ignore[arg-type]
+            return render(request, "portal/no_customer.html", status=403)
         return view(request, *args, customer=customer, **kwargs)
 
     return wrapper
+
+
+def bad_request(request: HttpRequest, message: str) -> HttpResponse:
+    """A request the portal's own pages never send (edited, or replayed): say what is wrong."""
+    return render(request, "portal/bad_request.html", {"message": message}, status=400)

@@ -17,12 +17,14 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from billing import services
+from billing import changes
+from billing.services import cards
+from billing.services.cards import CardAddResult
 from billing.models import (
     BillingChange,
     BillingCustomer,
+    Delivery,
     Invoice,
-    Notification,
     PaymentMethod,
     Price,
     Subscription,
@@ -35,12 +37,19 @@ def confirmed_setup_intent(*, customer: BillingCustomer, payment_method: str = "
     """A SetupIntent the portal started, confirmed with a test card as Stripe.js would after the
     customer typed it (the emulator lets the secret key confirm with `pm_card_*`); the bank's
     3-D Secure check, if the card asks for one, is approved.  Returns the SetupIntent id."""
-    client_secret = services.card_setup_start(customer=customer, attempt=secrets.token_hex(6))
+    client_secret = cards.card_setup_start(customer=customer, attempt=secrets.token_hex(6))
     intent_id = client_secret.split("_secret_")[0]
     intent = stripe_client().v1.setup_intents.confirm(intent_id, params={"payment_method": payment_method})
     if intent.status == "requires_action":
         assert authenticate(intent_id=intent_id) == "succeeded"
     return intent_id
+
+
+def card_added(change: BillingChange) -> CardAddResult:
+    """What adding a card found, as the change kind declares its result."""
+    result = changes.result_of(change)
+    assert isinstance(result, CardAddResult), (change.status, change.error_code, change.error_message)
+    return result
 
 
 def authenticate(*, intent_id: str, outcome: str = "approve") -> str:
@@ -70,7 +79,7 @@ def mirror_snapshot() -> dict[str, list[dict[str, Any]]]:
     """Everything the portal holds about Stripe, to compare before and after."""
     return {
         model.__name__: list(model.objects.order_by("pk").values())
-        for model in (BillingCustomer, Subscription, PaymentMethod, Invoice, BillingChange, Notification)
+        for model in (BillingCustomer, Subscription, PaymentMethod, Invoice, BillingChange, Delivery)
     }
 
 
@@ -148,15 +157,19 @@ def add_mirror_rows(*, customer: BillingCustomer, cards: int, invoices: int) -> 
         for n in range(invoices)
     )
     for _ in range(max(1, invoices // 8)):
-        BillingChange.objects.create(
-            customer=customer, kind=BillingChange.Kind.CARD_SET_DEFAULT, params={"payment_method": "pm_x"}
-        )
-        Notification.objects.create(
-            customer=customer,
-            template="payment_received",
-            dedupe_key=f"invoice-paid:{customer.pk}-{secrets.token_hex(6)}",
-            context={"amount": 1900, "currency": "eur"},
-        )
+        BillingChange.objects.create(customer=customer, kind="card_set_default", params={"payment_method": "pm_x"})
+        invoice_id = f"in_{secrets.token_hex(6)}"
+        for channel in (Delivery.Channel.EMAIL, Delivery.Channel.IN_APP):
+            Delivery.objects.create(
+                customer=customer,
+                message="payment_received",
+                category="confirmation",
+                channel=channel,
+                about=f"invoice:{invoice_id}",
+                dedupe_key=f"{customer.pk}:invoice:{invoice_id}:paid:{channel}",
+                context={"invoice": invoice_id, "number": "", "amount": 1900, "currency": "eur"},
+                status=Delivery.Status.SENT,
+            )
 
 
 # --------------------------------------------------------------------------- "Stripe" that counts

@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod
+from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod
 from tests.billing.support import authenticate, confirmed_setup_intent, successful_charges
 from tests.portal_support import logged_in, make_customer, stripe_client
 
@@ -63,8 +63,8 @@ def test_add_card_saves_it_as_default_on_customer_and_subscription(
     assert "Done: Mastercard •••• 4444 is saved and is now your default card." in page
     dashboard = client.get("/").content.decode()
     assert "Mastercard</span> •••• 4444" in dashboard.split('data-test="default-card"')[1].split("</dd>")[0]
-    note = Notification.objects.get()
-    assert (note.template, note.change_id) == ("card_added", change.pk)
+    note = Delivery.objects.get(channel=Delivery.Channel.EMAIL)
+    assert (note.message, note.change_id, note.status) == ("card_added", change.pk, Delivery.Status.SENT)
     assert [m.to for m in mail.outbox] == [[subscriber.email]]
 
 
@@ -99,7 +99,9 @@ def test_set_default_moves_it_on_customer_and_subscription(
     subscriber.refresh_from_db()
     assert subscriber.default_payment_method_id == visa.stripe_id
     assert subscriber.subscriptions.get().default_payment_method_id == visa.stripe_id
-    assert list(Notification.objects.order_by("created_at").values_list("template", flat=True)) == [
+    assert list(
+        Delivery.objects.filter(channel=Delivery.Channel.EMAIL).order_by("created_at").values_list("message", flat=True)
+    ) == [
         "card_added",
         "card_default",
     ]
@@ -114,7 +116,7 @@ def test_an_expired_card_cannot_become_the_default(
     PaymentMethod.objects.filter(pk=visa.pk).update(exp_year=2020)
     response = client.post(f"/cards/{visa.pk}/default/", follow=True)
     assert "This card has expired." in response.content.decode()
-    assert BillingChange.objects.filter(kind=BillingChange.Kind.CARD_SET_DEFAULT).count() == 0
+    assert BillingChange.objects.filter(kind="card_set_default").count() == 0
     assert _stripe_defaults(subscriber)[0] != visa.stripe_id
 
 
@@ -126,7 +128,7 @@ def test_backup_card_needs_consent(subscriber: BillingCustomer, committed: Calla
     refused = client.post(f"/cards/{visa.pk}/backup/", follow=True)
     assert refused.redirect_chain == [("/cards/", 302)]
     assert "Please confirm that we may charge the backup card" in refused.content.decode()
-    assert BillingChange.objects.filter(kind=BillingChange.Kind.CARD_SET_BACKUP).count() == 0
+    assert BillingChange.objects.filter(kind="card_set_backup").count() == 0
     assert (
         "backup_payment_method"
         not in stripe_client().v1.customers.retrieve(subscriber.stripe_customer_id).metadata
@@ -241,11 +243,14 @@ def test_declined_card_for_the_open_invoice_says_why(
     change.refresh_from_db()
     # The card is saved (the bank accepted it for later use); only the payment was refused.
     assert change.status == BillingChange.Status.APPLIED
-    assert change.result["invoice_status"] == "declined"
-    assert change.result["decline_code"] == "generic_decline"
     page = client.get(f"/changes/{change.pk}/").content.decode()
     assert "We tried to pay your unpaid invoice of €19.00 with this card, but the bank declined it." in page
     assert "Please try another card or contact your bank." in page
+    # The email says so too, the bad news first; it is one the customer can't opt out of.
+    [email] = mail.outbox
+    assert email.subject == "Your payment of €19.00 was declined"
+    assert "declined" in email.body.split("\n\n")[1]
+    assert Delivery.objects.get(channel=Delivery.Channel.EMAIL).category == "payment_critical"
     invoice = Invoice.objects.get(customer=owing)
     assert stripe_client().v1.invoices.retrieve(invoice.stripe_id).status == "open"
     assert successful_charges(customer=owing) == []
@@ -262,18 +267,25 @@ def test_payment_needing_3d_secure_asks_the_customer_then_ends_paid(
     stripe_invoice = stripe_client().v1.invoices.retrieve(invoice.stripe_id)
     assert stripe_invoice.status == "open"
     assert change.status == BillingChange.Status.APPLIED  # the card is saved
-    assert change.result["invoice_status"] == "action_required"
-    client_secret = change.result["client_secret"]
-    assert client_secret == stripe_invoice.confirmation_secret.client_secret
     page = client.get(f"/changes/{change.pk}/").content.decode()
     assert "Your bank wants you to approve the payment of €19.00." in page
-    assert f'data-client-secret="{client_secret}"' in page
+
+    # "Approve payment" asks us for what Stripe.js needs: read from Stripe at the click, it is the
+    # invoice's own, and neither the page, the change nor any message ever held it.
+    answer = client.post(f"/changes/{change.pk}/approve/")
+    assert answer.status_code == 200
+    client_secret = answer.json()["client_secret"]
+    assert client_secret == stripe_invoice.confirmation_secret.client_secret
+    assert client_secret not in page
+    change.refresh_from_db()
+    assert client_secret not in str(change.result)
+    assert all(client_secret not in str(d.context) for d in Delivery.objects.all())
 
     # The customer approves in the bank's window (Stripe.js); the page then asks us to look again.
     assert authenticate(intent_id=client_secret.split("_secret_")[0]) == "succeeded"
     response = client.post(f"/changes/{change.pk}/recheck/", follow=True)
     assert "Your unpaid invoice of €19.00 is now paid." in response.content.decode()
-    change.refresh_from_db()
-    assert change.result["invoice_status"] == "paid"
+    # Paid now: nothing left to approve.
+    assert client.post(f"/changes/{change.pk}/approve/").status_code == 409
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
     assert len(successful_charges(customer=owing)) == 1

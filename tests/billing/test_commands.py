@@ -11,7 +11,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from billing import catalog, catalog_sync
-from billing.models import Interval, Invoice, Notification, PaymentMethod, Price, StripeEvent, Subscription
+from billing.models import Delivery, Interval, Invoice, PaymentMethod, Price, StripeEvent, Subscription
 from tests.billing.conftest import Deliver
 from tests.billing.support import pay_in_stripe
 from tests.portal_support import emulator_events, make_customer, stripe_client
@@ -149,11 +149,12 @@ def test_failed_event_replays_to_processed(settings: Any, deliver: Deliver, comm
     [event] = emulator_events(types={"invoice.paid"})
     emulator_base = settings.STRIPE_API_BASE
 
-    # Stripe can't be reached while the event is processed: it is kept, failed, and says why.
+    # Stripe can't be reached while the event is processed: it is kept, to be retried, and says why.
     settings.STRIPE_API_BASE = CLOSED_PORT
     assert deliver(event).status_code == 200
     stored = StripeEvent.objects.get()
-    assert stored.status == StripeEvent.Status.FAILED
+    assert stored.status == StripeEvent.Status.RETRYING
+    assert stored.next_attempt_at is not None
     assert "StripeUnavailable" in stored.last_error
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.OPEN
 
@@ -165,12 +166,12 @@ def test_failed_event_replays_to_processed(settings: Any, deliver: Deliver, comm
     assert stored.status == StripeEvent.Status.PROCESSED
     assert stored.last_error == ""
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
-    assert Notification.objects.filter(dedupe_key=f"invoice-paid:{invoice.stripe_id}").count() == 1
+    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
 
     # Replaying a processed event by id runs it again, harmlessly: still one receipt.
     with committed():
         assert "replayed 1 event(s)" in _run("replay_events", event["id"])
-    assert Notification.objects.count() == 1
+    assert Delivery.objects.filter(channel=Delivery.Channel.EMAIL).count() == 1
     assert _run("replay_events").startswith("replayed 0 event(s)")
     with pytest.raises(CommandError, match="evt_missing"):
         _run("replay_events", "evt_missing")

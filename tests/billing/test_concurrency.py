@@ -9,9 +9,10 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from billing import services
-from billing.models import BillingChange, Invoice, Notification, PaymentMethod, StripeEvent
-from tests.billing.support import confirmed_setup_intent, pay_in_stripe, run_together, successful_charges
+from billing import changes
+from billing.services import cards
+from billing.models import BillingChange, Delivery, Invoice, PaymentMethod, StripeEvent
+from tests.billing.support import card_added, confirmed_setup_intent, pay_in_stripe, run_together, successful_charges
 from tests.portal_support import emulator_events, make_customer, post_event, stripe_client
 
 pytestmark = [
@@ -42,8 +43,8 @@ def test_same_event_posted_twice_at_once_is_processed_once() -> None:
     assert StripeEvent.objects.get().status == StripeEvent.Status.PROCESSED
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
-    assert Notification.objects.filter(dedupe_key=f"invoice-paid:{invoice.stripe_id}").count() == 1
-    assert Notification.objects.count() == 1
+    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
+    assert Delivery.objects.filter(channel=Delivery.Channel.EMAIL).count() == 1
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 
@@ -60,7 +61,7 @@ def test_two_events_about_one_invoice_at_once_send_one_receipt() -> None:
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {StripeEvent.Status.PROCESSED}
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
-    assert Notification.objects.count() == 1
+    assert Delivery.objects.filter(channel=Delivery.Channel.EMAIL).count() == 1
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 
@@ -72,7 +73,7 @@ def test_a_change_applied_by_two_workers_at_once_is_applied_once(emulator: Any) 
     setup_intent = confirmed_setup_intent(customer=customer, payment_method="pm_card_mastercard")
     emulator.stop()
     try:
-        change = services.card_add(
+        change = cards.card_add(
             customer=customer, setup_intent_id=setup_intent, requested_by=customer.user
         )
     finally:
@@ -80,17 +81,17 @@ def test_a_change_applied_by_two_workers_at_once_is_applied_once(emulator: Any) 
     assert change.status == BillingChange.Status.PENDING
 
     run_together(
-        lambda: services.apply_change(change_id=change.pk),
-        lambda: services.apply_change(change_id=change.pk),
+        lambda: changes.apply(change_id=change.pk),
+        lambda: changes.apply(change_id=change.pk),
     )
 
     change.refresh_from_db()
     assert change.status == BillingChange.Status.APPLIED
     assert change.attempts == 2  # the refused first try and the one that worked
-    assert change.result["invoice_status"] == "paid"
+    assert card_added(change).payment.outcome == "paid"
     assert len(successful_charges(customer=customer)) == 1
     assert stripe_client().v1.invoices.retrieve(invoice.stripe_id).status == "paid"
-    assert Notification.objects.filter(change=change).count() == 1
+    assert Delivery.objects.filter(change=change, channel=Delivery.Channel.EMAIL).count() == 1
     assert [m.to for m in mail.outbox] == [[customer.email]]
     assert PaymentMethod.objects.filter(customer=customer, last4="4444").count() == 1
 
@@ -100,7 +101,7 @@ def test_double_submit_of_a_new_card_is_one_change() -> None:
     setup_intent = confirmed_setup_intent(customer=customer)
 
     def submit() -> Any:
-        return services.card_add(
+        return cards.card_add(
             customer=customer, setup_intent_id=setup_intent, requested_by=customer.user
         ).pk
 
@@ -108,5 +109,5 @@ def test_double_submit_of_a_new_card_is_one_change() -> None:
     assert len(set(run_together(submit, submit, submit, submit))) == 1
     assert BillingChange.objects.filter(customer=customer).count() == 1
     assert BillingChange.objects.get().status == BillingChange.Status.APPLIED
-    assert Notification.objects.count() == 1
+    assert Delivery.objects.filter(channel=Delivery.Channel.EMAIL).count() == 1
     assert len(mail.outbox) == 1

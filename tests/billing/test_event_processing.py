@@ -11,7 +11,7 @@ from django.core import mail
 from billing.models import (
     BillingCustomer,
     Invoice,
-    Notification,
+    Delivery,
     PaymentMethod,
     Price,
     StripeEvent,
@@ -39,9 +39,9 @@ def test_same_event_twice_is_one_row_and_one_receipt(deliver: Deliver) -> None:
     assert StripeEvent.objects.filter(stripe_id=event["id"]).count() == 1
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_paid, invoice.amount_remaining) == ("paid", 1900, 0)
-    receipt = Notification.objects.get()
-    assert receipt.dedupe_key == f"invoice-paid:{invoice.stripe_id}"
-    assert receipt.status == Notification.Status.SENT
+    receipt = Delivery.objects.get(channel=Delivery.Channel.EMAIL)
+    assert (receipt.message, receipt.about) == ("payment_received", f"invoice:{invoice.stripe_id}")
+    assert receipt.status == Delivery.Status.SENT
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [customer.email]
 
@@ -56,8 +56,9 @@ def test_every_event_about_one_payment_sends_one_receipt(deliver: Deliver) -> No
         assert deliver(event).status_code == 200
     assert StripeEvent.objects.count() == len(events)
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {StripeEvent.Status.PROCESSED}
-    assert list(Notification.objects.values_list("dedupe_key", flat=True)) == [
-        f"invoice-paid:{invoice.stripe_id}"
+    assert sorted(Delivery.objects.values_list("about", "channel")) == [
+        (f"invoice:{invoice.stripe_id}", "email"),
+        (f"invoice:{invoice.stripe_id}", "in_app"),
     ]
     assert len(mail.outbox) == 1
 
@@ -98,7 +99,7 @@ def test_events_in_reverse_order_leave_stripes_current_state(deliver: Deliver) -
     assert invoice.amount_paid == 1900
     assert invoice.subscription_stripe_id == sub.id
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {StripeEvent.Status.PROCESSED}
-    assert Notification.objects.filter(dedupe_key=f"invoice-paid:{invoice.stripe_id}").count() == 1
+    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
 
 
 def test_invoice_paid_before_invoice_created_still_ends_paid(deliver: Deliver) -> None:
@@ -147,4 +148,4 @@ def test_duplicate_delivery_after_processing_changes_nothing(deliver: Deliver) -
     deliver(event)
     assert dict(StripeEvent.objects.values("attempts", "processed_at", "status").get()) == first
     assert len(mail.outbox) == 1
-    assert customer.notifications.count() == 1
+    assert customer.deliveries.filter(channel=Delivery.Channel.EMAIL).count() == 1

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from billing import notify
-from billing.models import Invoice, Notification
+from billing import gateway, outbox
+from billing.models import Delivery, Invoice
+from billing.services import invoices
 from billing.money import format_money
 from tests.billing.conftest import Deliver
 from tests.billing.support import confirmed_setup_intent, pay_in_stripe
@@ -53,12 +54,12 @@ def test_receipt_is_sent_once_with_the_amount_in_the_customers_format(
     assert mimetype == "text/html"
     assert amount in message.body
     assert amount in html
-    note = Notification.objects.get()
-    assert note.status == Notification.Status.SENT
+    note = Delivery.objects.get(channel=Delivery.Channel.EMAIL)
+    assert note.status == Delivery.Status.SENT
     assert note.context["amount"] == invoice.amount_remaining
     # The dashboard's list of confirmations writes it the same way.
     page = logged_in(customer).get("/").content.decode()
-    assert amount in page.split('data-test="notifications"')[1].split("</ul>")[0]
+    assert amount in page.split('data-test="messages"')[1].split("</ul>")[0]
 
 
 def test_card_confirmation_names_the_card_in_any_language(committed: Any) -> None:
@@ -78,10 +79,13 @@ def test_a_notification_is_sent_once_however_often_sending_is_asked(deliver: Del
     pay_in_stripe(customer=customer, invoice_id=invoice.stripe_id)
     for event in emulator_events(types={"invoice.paid"}):
         deliver(event)
-    note = Notification.objects.get()
-    assert notify.send(notification_id=note.pk) is False
-    assert notify.send(notification_id=note.pk) is False
+    note = Delivery.objects.get(channel=Delivery.Channel.EMAIL)
+    assert outbox.send(delivery_id=note.pk) is False
+    assert outbox.send(delivery_id=note.pk) is False
     assert len(mail.outbox) == 1
-    # A second receipt for the same invoice can't even be queued.
-    assert notify.payment_received(customer=customer, invoice={"id": invoice.stripe_id}) is None
-    assert Notification.objects.count() == 1
+    # A second receipt for the same invoice can't even be queued, on any channel.
+    paid = gateway.invoice_retrieve(invoice_id=invoice.stripe_id)
+    before = Delivery.objects.count()
+    invoices.invoice_paid(customer=customer, invoice=paid)
+    assert Delivery.objects.count() == before == 2
+    assert len(mail.outbox) == 1

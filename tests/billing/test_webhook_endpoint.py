@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core import mail
 from django.test import Client
 
-from billing.models import BillingCustomer, Invoice, Notification, StripeEvent
+from billing.models import BillingCustomer, Delivery, Invoice, StripeEvent
 from tests.billing.conftest import Deliver
 from tests.billing.support import mirror_snapshot, pay_in_stripe
 from tests.portal_support import WEBHOOK_URL, emulator_events, make_customer, signature_header
@@ -111,7 +111,7 @@ def test_refused_request_is_400_and_leaves_nothing(
     assert not callbacks
     assert StripeEvent.objects.count() == 0
     assert mirror_snapshot() == before
-    assert Notification.objects.count() == 0
+    assert Delivery.objects.count() == 0
     assert mail.outbox == []
 
 
@@ -129,7 +129,7 @@ def test_the_same_event_signed_by_stripe_is_taken(
     assert stored.customer_stripe_id == customer.stripe_customer_id
     assert stored.status == StripeEvent.Status.PROCESSED
     assert Invoice.objects.get(customer=customer).status == Invoice.Status.PAID
-    assert Notification.objects.get().dedupe_key == f"invoice-paid:{event['data']['object']['id']}"
+    assert Delivery.objects.get(channel=Delivery.Channel.EMAIL).about == f"invoice:{event['data']['object']['id']}"
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 

@@ -19,7 +19,8 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.utils import timezone
 
-from billing import services, sync
+from billing import changes, sync
+from billing.services.customers import customer_create
 from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, Price
 from tests.portal_support import PASSWORD, make_customer
 
@@ -105,7 +106,7 @@ def _customer_whose_renewal_failed(portal: LivePortal, *, email: str) -> Billing
     api = portal.api
     user = get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    customer = services.customer_for_user(user=user, email=email, language="en")
+    customer = customer_create(user=user, email=email, language="en")
     start = int(time.time())
     clock = api.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
     stripe_customer = api.v1.customers.create(
@@ -159,7 +160,7 @@ def test_card_with_3d_secure_becomes_the_default_everywhere(
     page.screenshot(path=str(artifacts / "change-card-added.png"), full_page=True)
     page.get_by_role("link", name="Back to your subscription").click()
     expect(page.locator("[data-test=default-card]")).to_contain_text("Visa •••• 3155")
-    expect(page.locator("[data-test=notifications]")).to_contain_text(
+    expect(page.locator("[data-test=messages]")).to_contain_text(
         "Card Visa •••• 3155 added and made your default card."
     )
 
@@ -215,7 +216,7 @@ def test_new_card_pays_the_invoice_that_failed(
     expect(page.locator("[data-test=open-invoices]")).to_have_text("Nothing to pay. Thank you!")
     expect(page.locator("[data-test=status]")).to_have_text("Active")
     subjects = [m.subject for m in mail.outbox]
-    assert "Your new card is saved" in subjects
+    assert "Your new card is saved and has paid €19.00" in subjects
     assert "Payment received" in subjects
 
 
@@ -393,7 +394,7 @@ def test_pending_change_updates_by_itself_once_stripe_has_it(
 
     # The worker's next try (what Celery beat runs every minute), while the page keeps polling.
     with live_portal.quiet():
-        assert services.apply_due_changes(now=timezone.now() + dt.timedelta(hours=1)) == 1
+        assert changes.apply_due(now=timezone.now() + dt.timedelta(hours=1)) == 1
     expect(page.locator("[data-test=change-result]")).to_contain_text(
         "Visa •••• 4242 is saved and is now your default card", timeout=15_000
     )

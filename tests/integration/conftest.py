@@ -7,6 +7,7 @@ The worker is a separate process, so it only sees committed rows: every test her
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 from stripe_emulator.app import Emulator
-from tests.integration.support import REPO, VISIBILITY_TIMEOUT_SECONDS, Workers
+from tests.integration.support import FAST_RETRIES, REPO, VISIBILITY_TIMEOUT_SECONDS, Workers
 
 
 def _database_url(db: dict[str, Any]) -> str:
@@ -46,9 +47,11 @@ def broker(transactional_db: None, settings: Any) -> Iterator[redis.Redis]:
     url = os.environ["REDIS_URL"]
     client = redis.Redis.from_url(url)
     _forget_queued_tasks(client)
+    # Read before the settings change: Celery reads its configuration from them on first use, and
+    # would otherwise remember "not eager" as what to restore.
+    was_eager = app.conf.task_always_eager
     settings.CELERY_TASK_ALWAYS_EAGER = False
     # Celery read its configuration from the settings once; the override must reach it too.
-    was_eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     try:
         yield client
@@ -74,6 +77,8 @@ def workers(
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),
         "STRIPE_API_BASE": stripe_emulated.url,
+        # Short waits between tries, so that a retry comes within a test (production: billing/policy.py).
+        "BILLING_POLICY": json.dumps(FAST_RETRIES),
     }
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     pool = Workers(env=env, name=name)

@@ -21,6 +21,10 @@ CELERY = [sys.executable, "-m", "celery"]
 ARTIFACTS = REPO / "artifacts" / "integration"
 # Short, so that a task whose worker was killed comes back within a test (production: 600 s).
 VISIBILITY_TIMEOUT_SECONDS = 10
+# The workers' retry policy (BILLING_POLICY): the same rules, shorter waits.
+FAST_RETRIES = {
+    name: {"backoff": {"delays_seconds": [1, 2, 4], "max_seconds": 4}} for name in ("changes", "events", "messages")
+}
 
 
 def wait_until(

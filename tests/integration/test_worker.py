@@ -23,8 +23,9 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import sync, tasks
-from billing.models import BillingChange, Invoice, Notification, PaymentMethod, StripeEvent
+from billing.models import BillingChange, Delivery, Invoice, PaymentMethod, StripeEvent
 from stripe_emulator.app import Emulator
+from tests.billing.support import card_added
 from tests.integration.support import VISIBILITY_TIMEOUT_SECONDS, Worker, Workers, wait_until
 from tests.portal_support import WEBHOOK_URL, emulator_events, make_customer, post_event, stripe_client
 
@@ -94,7 +95,7 @@ class CardAddScene:
         # What the card form's "save" records, without the inline attempt: a worker does the work.
         self.change = BillingChange.objects.create(
             customer=self.customer,
-            kind=BillingChange.Kind.CARD_ADD,
+            kind="card_add",
             params={"setup_intent": setup_intent},
             requested_by=self.customer.user,
             next_attempt_at=timezone.now(),
@@ -122,7 +123,7 @@ class CardAddScene:
         self.change.refresh_from_db()
         assert self.change.status == BillingChange.Status.PENDING
         assert self.change.attempts == 0  # the killed transaction was rolled back
-        assert not Notification.objects.filter(change=self.change).exists()
+        assert not Delivery.objects.filter(change=self.change).exists()
 
     def wait_until_applied(self, *, worker: Worker, timeout: float) -> None:
         def applied() -> bool:
@@ -133,9 +134,9 @@ class CardAddScene:
 
     def assert_applied_once(self, *, worker: Worker) -> None:
         change, invoice, customer = self.change, self.invoice, self.customer
-        assert change.result["payment_method"] == self.new_card
-        assert change.result["invoice"] == invoice.stripe_id
-        assert change.result["invoice_status"] == "paid"
+        assert card_added(change).payment_method == self.new_card
+        assert card_added(change).payment.invoice == invoice.stripe_id
+        assert card_added(change).payment.outcome == "paid"
 
         # Stripe: one successful charge (the retry was an idempotent replay), and the new default.
         api = stripe_client()
@@ -152,13 +153,15 @@ class CardAddScene:
         assert invoice.status == Invoice.Status.PAID
         assert customer.default_payment_method_id == self.new_card
         wait_until(
-            lambda: Notification.objects.filter(change=change, status=Notification.Status.SENT).exists(),
+            lambda: Delivery.objects.filter(
+                change=change, channel=Delivery.Channel.EMAIL, status=Delivery.Status.SENT
+            ).exists(),
             timeout=15,
             what="the confirmation to be sent",
             workers=[worker],
         )
-        notes = list(Notification.objects.filter(customer=customer))
-        assert [(n.template, n.change_id) for n in notes] == [("card_added", change.pk)]
+        emails = Delivery.objects.filter(customer=customer, channel=Delivery.Channel.EMAIL)
+        assert [(e.message, e.change_id) for e in emails] == [("card_added_invoice_paid", change.pk)]
 
 
 def test_change_survives_worker_killed_while_stripe_is_charging(
@@ -230,7 +233,7 @@ def test_change_waiting_for_stripe_is_retried_by_the_worker(
     sync.reconcile_customer(customer_id=customer.pk)
     change = BillingChange.objects.create(
         customer=customer,
-        kind=BillingChange.Kind.CARD_SET_DEFAULT,
+        kind="card_set_default",
         params={"payment_method": second_card},
         next_attempt_at=timezone.now(),
     )
@@ -262,7 +265,7 @@ def test_change_waiting_for_stripe_is_retried_by_the_worker(
     worker.wait_for_log(rf"Task billing\.tasks\.apply_change\[{task_id}\] succeeded")
     assert _task_ids(worker.log(), "billing.tasks.apply_change", "succeeded") == {task_id}
     assert _stripe_default_card(customer.stripe_customer_id) == second_card
-    assert Notification.objects.filter(change=change).count() == 1
+    assert Delivery.objects.filter(change=change, channel=Delivery.Channel.EMAIL).count() == 1
 
 
 # --------------------------------------------------------------------------- webhooks through the worker
@@ -324,7 +327,7 @@ def test_event_failing_while_stripe_is_down_is_retried_until_processed(
     assert response.status_code == 200  # stored: Stripe will not send it again
 
     failed = wait_until(
-        lambda: StripeEvent.objects.filter(stripe_id=event["id"], status=StripeEvent.Status.FAILED).first(),
+        lambda: StripeEvent.objects.filter(stripe_id=event["id"], status=StripeEvent.Status.RETRYING).first(),
         timeout=20,
         what="the worker to try the event and fail",
         workers=[worker],
@@ -364,7 +367,7 @@ def test_periodic_tasks_pick_up_what_was_never_queued(catalog: None, workers: Wo
     due = timezone.now() - dt.timedelta(minutes=5)
     change = BillingChange.objects.create(
         customer=customer,
-        kind=BillingChange.Kind.CARD_SET_DEFAULT,
+        kind="card_set_default",
         params={"payment_method": second_card},
         next_attempt_at=due,
     )
@@ -427,7 +430,7 @@ def test_running_worker_acks_late_and_knows_every_scheduled_task(workers: Worker
     assert {
         "billing.tasks.apply_pending_changes",
         "billing.tasks.process_pending_events",
-        "billing.tasks.send_pending_notifications",
+        "billing.tasks.send_pending_deliveries",
         "billing.tasks.reconcile_all_customers",
     } <= {entry["task"] for entry in schedule.values()}
     # Beat in this process reads the same schedule from the same settings.

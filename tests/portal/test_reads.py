@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing import gateway
 from billing.errors import StripeUnavailable
-from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod
+from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod
 from tests.billing.support import mirror_customer, stripe_counted
 from tests.portal_support import logged_in
 
@@ -97,7 +97,7 @@ def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(se
         > BillingChange.objects.filter(customer=few).count()
     )
     assert (
-        Notification.objects.filter(customer=many).count() > Notification.objects.filter(customer=few).count()
+        Delivery.objects.filter(customer=many).count() > Delivery.objects.filter(customer=few).count()
     )
 
     with stripe_counted(settings) as stripe:

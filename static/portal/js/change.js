@@ -1,8 +1,24 @@
-// A retried payment that the bank wants approved (3-D Secure): let Stripe.js show the bank's
-// check, then ask the server to read the invoice again.  If the bank's check fails, say so here
-// and offer another card; the server learns the outcome from Stripe's webhooks either way.
+// A retried payment that the bank wants approved (3-D Secure): ask the server for what Stripe.js
+// needs (read from Stripe at the click, never kept in the page or our database), let Stripe.js
+// show the bank's check, then ask the server to read the invoice again.  If the bank's check
+// fails, say so here and offer another card; the server learns the outcome from Stripe's
+// webhooks either way.
 (function () {
   'use strict';
+
+  async function clientSecret(form) {
+    try {
+      var response = await fetch(form.dataset.approveUrl, {
+        method: 'POST', credentials: 'same-origin',
+        headers: {'X-CSRFToken': form.querySelector('[name=csrfmiddlewaretoken]').value},
+      });
+      var answer = await response.json();
+      return response.ok ? answer.client_secret : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   document.addEventListener('submit', async function (event) {
     var form = event.target.closest('.approve-form');
     if (!form || typeof Stripe === 'undefined') {
@@ -17,11 +33,14 @@
     var errors = form.querySelector('.form-error');
     button.disabled = true;
     errors.textContent = '';
-    var result;
-    try {
-      result = await Stripe(form.dataset.publishableKey).handleNextAction({clientSecret: form.dataset.clientSecret});
-    } catch (e) {
-      result = {error: {}};
+    var secret = await clientSecret(form);
+    var result = {error: {}};
+    if (secret) {
+      try {
+        result = await Stripe(form.dataset.publishableKey).handleNextAction({clientSecret: secret});
+      } catch (e) {
+        result = {error: {}};
+      }
     }
     if (result.error) {
       // Our own words (translated), not the API's: the customer needs what to do next.

@@ -1,0 +1,27 @@
+"""The billing engine's tables, by concern: the catalog, the customer, the mirrors of Stripe, and
+the three durable records (changes sent to Stripe, events received from it, deliveries of
+messages to customers).
+
+Money is integer minor units with an ISO currency; datetimes are aware and stored in UTC.
+"""
+
+from billing.models.catalog import Interval, Price, Tier
+from billing.models.changes import BillingChange
+from billing.models.customers import BillingCustomer, Language
+from billing.models.inbox import StripeEvent
+from billing.models.mirror import Invoice, PaymentMethod, Subscription
+from billing.models.outbox import Delivery
+
+__all__ = [
+    "BillingChange",
+    "BillingCustomer",
+    "Delivery",
+    "Interval",
+    "Invoice",
+    "Language",
+    "PaymentMethod",
+    "Price",
+    "StripeEvent",
+    "Subscription",
+    "Tier",
+]

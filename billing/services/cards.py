@@ -1,0 +1,460 @@
+"""Cards: add one (a SetupIntent the customer confirmed with Stripe.js; it becomes the default and
+pays an open invoice at once), make one the default, make one the backup (with consent), remove
+one.  Each is a change kind declared here with the messages that confirm it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from pydantic import StringConstraints, ValidationError
+
+from billing import changes, gateway, messages, policy, selectors, sync
+from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
+from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
+from billing.messages import Facts
+from billing.models import BillingChange, BillingCustomer, PaymentMethod
+from billing.policy import Category, Channel
+from billing.services.customers import ensure_stripe_customer
+
+PaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
+SetupIntentId = Annotated[str, StringConstraints(pattern=r"^seti_[A-Za-z0-9_]{1,200}$")]
+
+BOTH = (Channel.EMAIL, Channel.IN_APP)
+
+
+# --------------------------------------------------------------------------- parameters and results
+
+
+class CardParams(ChangeParams):
+    payment_method: PaymentMethodId
+
+
+class CardAddParams(ChangeParams):
+    setup_intent: SetupIntentId
+
+
+class CardBackupParams(CardParams):
+    # When the customer agreed that the backup card may be charged (kept at Stripe too).
+    consent_at: dt.datetime
+
+
+class CardResult(ChangeResult):
+    payment_method: str
+    brand: str
+    last4: str
+
+
+class CardDefaultResult(CardResult):
+    subscriptions: tuple[str, ...] = ()
+    # The card was the backup: a card can't back itself up, so the backup was cleared.
+    backup_cleared: bool = False
+
+
+class InvoicePayment(ChangeResult):
+    """How paying the open invoice with the new card went."""
+
+    invoice: str
+    amount: int
+    currency: str
+    outcome: Literal["paid", "declined", "action_required"]
+    decline_code: str = ""
+
+
+class CardAddResult(CardDefaultResult):
+    payment: InvoicePayment | None = None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class CardFacts(Facts):
+    brand: str
+    last4: str
+
+
+class CardDefaultFacts(CardFacts):
+    backup_cleared: bool
+
+
+class CardPaymentFacts(CardFacts):
+    amount: int
+    currency: str
+    decline_code: str
+    change_id: str
+
+
+CARD_ADDED = messages.declare("card_added", category=Category.CONFIRMATION, channels=BOTH, facts=CardFacts)
+CARD_ADDED_INVOICE_PAID = messages.declare(
+    "card_added_invoice_paid", category=Category.CONFIRMATION, channels=BOTH, facts=CardPaymentFacts
+)
+CARD_ADDED_PAYMENT_DECLINED = messages.declare(
+    "card_added_payment_declined",
+    category=Category.PAYMENT_CRITICAL,
+    channels=BOTH,
+    facts=CardPaymentFacts,
+    action="portal:card_add",
+    action_label=_("Pay with another card"),
+)
+CARD_ADDED_PAYMENT_NEEDS_APPROVAL = messages.declare(
+    "card_added_payment_needs_approval",
+    category=Category.PAYMENT_CRITICAL,
+    channels=BOTH,
+    facts=CardPaymentFacts,
+    action="portal:change",
+    action_args=("change_id",),
+    action_label=_("Approve payment"),
+)
+CARD_DEFAULT = messages.declare(
+    "card_default", category=Category.CONFIRMATION, channels=BOTH, facts=CardDefaultFacts
+)
+CARD_BACKUP = messages.declare("card_backup", category=Category.CONFIRMATION, channels=BOTH, facts=CardFacts)
+CARD_REMOVED = messages.declare(
+    "card_removed", category=Category.CONFIRMATION, channels=BOTH, facts=CardFacts
+)
+
+
+# --------------------------------------------------------------------------- applying, shared
+
+
+def _card(customer: BillingCustomer, payment_method: str) -> PaymentMethod:
+    """The customer's card as the mirror knows it; a card gone while the change waited is a
+    failure of this change, said as such, not an error of ours."""
+    card = PaymentMethod.objects.filter(customer=customer, stripe_id=payment_method).first()
+    if card is None:
+        raise InvalidRequest("The card is no longer on the customer's account.", code="card_gone")
+    return card
+
+
+def _clear_backup(change: BillingChange, customer: BillingCustomer) -> None:
+    assert customer.stripe_customer_id
+    updated = gateway.customer_update_metadata(
+        customer_id=customer.stripe_customer_id,
+        metadata={"backup_payment_method": "", "backup_consent_at": ""},
+        idempotency_key=change.idempotency_key("backup-clear"),
+    )
+    sync.customer_from_stripe(customer=customer, data=updated.raw, state_at=timezone.now())
+    customer.backup_consent_at = None
+    customer.save(update_fields=["backup_consent_at"])
+
+
+def _make_default(change: BillingChange, customer: BillingCustomer, payment_method: str) -> CardDefaultResult:
+    """Default on the customer and on every live subscription: Stripe charges a subscription's own
+    default first, so setting it only on the customer would leave retries on the old card."""
+    assert customer.stripe_customer_id
+    was_backup = customer.backup_payment_method_id == payment_method
+    updated = gateway.customer_set_default_payment_method(
+        customer_id=customer.stripe_customer_id,
+        payment_method_id=payment_method,
+        idempotency_key=change.idempotency_key("customer-default"),
+    )
+    sync.customer_from_stripe(customer=customer, data=updated.raw, state_at=timezone.now())
+    subscriptions = selectors.live_subscriptions(customer=customer)
+    for sub in subscriptions:
+        data = gateway.subscription_set_default_payment_method(
+            subscription_id=sub.stripe_id,
+            payment_method_id=payment_method,
+            idempotency_key=change.idempotency_key(f"subscription-default-{sub.stripe_id}"),
+        )
+        sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
+    if was_backup:
+        _clear_backup(change, customer)
+    card = _card(customer, payment_method)
+    return CardDefaultResult(
+        payment_method=payment_method,
+        brand=card.brand,
+        last4=card.last4,
+        subscriptions=tuple(s.stripe_id for s in subscriptions),
+        backup_cleared=was_backup,
+    )
+
+
+def _pay_open_invoice(
+    change: BillingChange, customer: BillingCustomer, payment_method: str
+) -> InvoicePayment | None:
+    """An unpaid invoice is tried again at once with the new card (oldest first), and the customer
+    is told how it went."""
+    unpaid = selectors.open_invoices(customer=customer)
+    if not unpaid:
+        return None
+    invoice = unpaid[0]
+    facts = {"invoice": invoice.stripe_id, "amount": invoice.amount_remaining, "currency": invoice.currency}
+    try:
+        paid = gateway.invoice_pay(
+            invoice_id=invoice.stripe_id,
+            payment_method_id=payment_method,
+            idempotency_key=change.idempotency_key(f"pay-{invoice.stripe_id}"),
+        )
+    except CardDeclined as exc:
+        return InvoicePayment(**facts, outcome="declined", decline_code=exc.decline_code or exc.code)
+    except ActionRequired:
+        return InvoicePayment(**facts, outcome="action_required")
+    sync.invoice_from_stripe(customer=customer, data=paid.raw, state_at=timezone.now())
+    outcome: Literal["paid", "declined", "action_required"] = "paid" if paid.status == "paid" else "declined"
+    return InvoicePayment(**facts, outcome=outcome)
+
+
+# --------------------------------------------------------------------------- the kinds
+
+
+@change_kind
+class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
+    name = "card_add"
+    label = _("Add a card")
+    template = "portal/changes/card_add.html"
+    Params = CardAddParams
+    Result = CardAddResult
+    messages = (
+        CARD_ADDED,
+        CARD_ADDED_INVOICE_PAID,
+        CARD_ADDED_PAYMENT_DECLINED,
+        CARD_ADDED_PAYMENT_NEEDS_APPROVAL,
+    )
+    # A SetupIntent is saved once, however often its confirmation is posted.
+    dedupe = ("setup_intent",)
+    supersedes = False
+
+    def apply(
+        self, *, change: BillingChange, customer: BillingCustomer, params: CardAddParams
+    ) -> CardAddResult:
+        intent = gateway.setup_intent_retrieve(setup_intent_id=params.setup_intent)
+        if intent.customer_id != customer.stripe_customer_id:
+            raise InvalidRequest("This card setup belongs to someone else.", code="setup_intent_foreign")
+        if intent.status != "succeeded":
+            raise InvalidRequest("The card was not confirmed.", code=f"setup_intent_{intent.status}")
+        card = gateway.payment_method_retrieve(payment_method_id=intent.payment_method_id)
+        sync.payment_method_from_stripe(customer=customer, data=card.raw, state_at=timezone.now())
+        default = _make_default(change, customer, card.id)
+        payment = _pay_open_invoice(change, customer, card.id)
+        return CardAddResult(**default.model_dump(), payment=payment)
+
+    def confirmation(
+        self, *, change: BillingChange, params: CardAddParams, result: CardAddResult
+    ) -> Confirmation:
+        card = {"brand": result.brand, "last4": result.last4}
+        payment = result.payment
+        if payment is None:
+            return Confirmation(CARD_ADDED, CardFacts(**card))
+        message = {
+            "paid": CARD_ADDED_INVOICE_PAID,
+            "declined": CARD_ADDED_PAYMENT_DECLINED,
+            "action_required": CARD_ADDED_PAYMENT_NEEDS_APPROVAL,
+        }[payment.outcome]
+        facts = CardPaymentFacts(
+            **card,
+            amount=payment.amount,
+            currency=payment.currency,
+            decline_code=payment.decline_code,
+            change_id=str(change.pk),
+        )
+        return Confirmation(message, facts)
+
+
+@change_kind
+class CardSetDefault(ChangeKind[CardParams, CardDefaultResult]):
+    name = "card_set_default"
+    label = _("Set the default card")
+    template = "portal/changes/card_set_default.html"
+    Params = CardParams
+    Result = CardDefaultResult
+    messages = (CARD_DEFAULT,)
+    dedupe = ()
+    # Only the latest choice of default counts.
+    supersedes = True
+
+    def apply(
+        self, *, change: BillingChange, customer: BillingCustomer, params: CardParams
+    ) -> CardDefaultResult:
+        _card(customer, params.payment_method)
+        return _make_default(change, customer, params.payment_method)
+
+    def confirmation(
+        self, *, change: BillingChange, params: CardParams, result: CardDefaultResult
+    ) -> Confirmation:
+        return Confirmation(
+            CARD_DEFAULT,
+            CardDefaultFacts(brand=result.brand, last4=result.last4, backup_cleared=result.backup_cleared),
+        )
+
+
+@change_kind
+class CardSetBackup(ChangeKind[CardBackupParams, CardResult]):
+    name = "card_set_backup"
+    label = _("Set the backup card")
+    template = "portal/changes/card_set_backup.html"
+    Params = CardBackupParams
+    Result = CardResult
+    messages = (CARD_BACKUP,)
+    dedupe = ()
+    supersedes = True
+
+    def apply(
+        self, *, change: BillingChange, customer: BillingCustomer, params: CardBackupParams
+    ) -> CardResult:
+        card = _card(customer, params.payment_method)
+        if card.stripe_id == customer.default_payment_method_id:
+            # It became the default while this change waited.
+            raise InvalidRequest("The default card can't also be the backup card.", code="backup_is_default")
+        assert customer.stripe_customer_id
+        updated = gateway.customer_update_metadata(
+            customer_id=customer.stripe_customer_id,
+            metadata={
+                "backup_payment_method": card.stripe_id,
+                "backup_consent_at": params.consent_at.isoformat(),
+            },
+            idempotency_key=change.idempotency_key("backup"),
+        )
+        sync.customer_from_stripe(customer=customer, data=updated.raw, state_at=timezone.now())
+        customer.backup_consent_at = params.consent_at
+        customer.save(update_fields=["backup_consent_at"])
+        return CardResult(payment_method=card.stripe_id, brand=card.brand, last4=card.last4)
+
+    def confirmation(
+        self, *, change: BillingChange, params: CardBackupParams, result: CardResult
+    ) -> Confirmation:
+        return Confirmation(CARD_BACKUP, CardFacts(brand=result.brand, last4=result.last4))
+
+
+@change_kind
+class CardRemove(ChangeKind[CardParams, CardResult]):
+    name = "card_remove"
+    label = _("Remove a card")
+    template = "portal/changes/card_remove.html"
+    Params = CardParams
+    Result = CardResult
+    messages = (CARD_REMOVED,)
+    dedupe = ()
+    supersedes = False
+
+    def apply(self, *, change: BillingChange, customer: BillingCustomer, params: CardParams) -> CardResult:
+        card = _card(customer, params.payment_method)
+        detached = gateway.payment_method_detach(
+            payment_method_id=card.stripe_id, idempotency_key=change.idempotency_key("detach")
+        )
+        PaymentMethod.objects.filter(customer=customer, stripe_id=detached.id).delete()
+        if customer.backup_payment_method_id == detached.id:
+            _clear_backup(change, customer)
+        return CardResult(payment_method=detached.id, brand=card.brand, last4=card.last4)
+
+    def confirmation(self, *, change: BillingChange, params: CardParams, result: CardResult) -> Confirmation:
+        return Confirmation(CARD_REMOVED, CardFacts(brand=result.brand, last4=result.last4))
+
+
+ADD = changes.KINDS[CardAdd.name]
+SET_DEFAULT = changes.KINDS[CardSetDefault.name]
+SET_BACKUP = changes.KINDS[CardSetBackup.name]
+REMOVE = changes.KINDS[CardRemove.name]
+
+
+# --------------------------------------------------------------------------- what the portal calls
+
+
+def card_setup_start(*, customer: BillingCustomer, attempt: str) -> str:
+    """A SetupIntent for the Payment Element; returns its client secret for the browser (not
+    stored).  `attempt` (one per page view) makes a double submit reuse the same SetupIntent."""
+    with gateway.interactive():
+        stripe_id = ensure_stripe_customer(customer=customer)
+        intent = gateway.setup_intent_create(
+            customer_id=stripe_id, idempotency_key=f"setup-{customer.pk}-{attempt}"
+        )
+    return intent.client_secret
+
+
+def card_add(
+    *, customer: BillingCustomer, setup_intent_id: str, requested_by: changes.Actor
+) -> BillingChange:
+    try:
+        params = CardAddParams(setup_intent=setup_intent_id)
+    except ValidationError:
+        raise Refused(gettext("We could not read the card confirmation. Please add the card again."))
+    return changes.request(customer=customer, kind=ADD, params=params, requested_by=requested_by)
+
+
+def card_set_default(
+    *, customer: BillingCustomer, card: PaymentMethod, requested_by: changes.Actor, key: str = ""
+) -> BillingChange:
+    refusal = policy.default_refusal(
+        exp_year=card.exp_year, exp_month=card.exp_month, today=timezone.now().date()
+    )
+    if refusal:
+        raise Refused(refusal)
+    params = CardParams(payment_method=card.stripe_id)
+    return changes.request(
+        customer=customer, kind=SET_DEFAULT, params=params, requested_by=requested_by, key=key
+    )
+
+
+def card_set_backup(
+    *,
+    customer: BillingCustomer,
+    card: PaymentMethod,
+    consent: bool,
+    requested_by: changes.Actor,
+    key: str = "",
+) -> BillingChange:
+    refusal = policy.backup_refusal(
+        card_id=card.stripe_id, default_card_id=customer.default_payment_method_id, consent=consent
+    )
+    if refusal:
+        raise Refused(refusal)
+    params = CardBackupParams(payment_method=card.stripe_id, consent_at=timezone.now())
+    return changes.request(
+        customer=customer, kind=SET_BACKUP, params=params, requested_by=requested_by, key=key
+    )
+
+
+def card_remove(
+    *, customer: BillingCustomer, card: PaymentMethod, requested_by: changes.Actor, key: str = ""
+) -> BillingChange:
+    refusal = policy.card_removal_refusal(
+        card_id=card.stripe_id,
+        default_card_id=customer.default_payment_method_id,
+        other_cards=selectors.other_cards(customer=customer, card=card),
+        live_subscription=bool(selectors.live_subscriptions(customer=customer)),
+    )
+    if refusal:
+        raise Refused(refusal)
+    params = CardParams(payment_method=card.stripe_id)
+    return changes.request(customer=customer, kind=REMOVE, params=params, requested_by=requested_by, key=key)
+
+
+def _awaiting_approval(change: BillingChange) -> InvoicePayment | None:
+    result = changes.result_of(change)
+    if isinstance(result, CardAddResult) and result.payment and result.payment.outcome == "action_required":
+        return result.payment
+    return None
+
+
+def card_payment_secret(*, change: BillingChange) -> str:
+    """What Stripe.js needs for the customer to approve the new card's payment now.  Read from
+    Stripe when they click, never stored: Stripe asks that client secrets are not kept."""
+    payment = _awaiting_approval(change)
+    if payment is None:
+        return ""
+    with gateway.interactive():
+        invoice = gateway.invoice_retrieve(invoice_id=payment.invoice)
+    return invoice.payment_client_secret if invoice.status == "open" else ""
+
+
+def card_payment_recheck(*, change: BillingChange) -> None:
+    """After the customer approved (or abandoned) the bank's check in the browser, read the
+    invoice again and record how it ended."""
+    payment = _awaiting_approval(change)
+    if payment is None:
+        return
+    with transaction.atomic():
+        customer = BillingCustomer.objects.select_for_update().get(pk=change.customer_id)
+        with gateway.interactive():
+            invoice = gateway.invoice_retrieve(invoice_id=payment.invoice)
+        sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
+        if invoice.status == "paid":
+            locked = BillingChange.objects.select_for_update().get(pk=change.pk)
+            result = CardAddResult.model_validate(locked.result)
+            paid = result.model_copy(update={"payment": payment.model_copy(update={"outcome": "paid"})})
+            locked.result = paid.model_dump(mode="json")
+            locked.save(update_fields=["result"])
+    change.refresh_from_db()

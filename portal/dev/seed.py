@@ -1,0 +1,292 @@
+"""Demo customers for `manage.py demo` (`make demo`): one login per state worth showing, made in
+the emulator and mirrored into the database.
+
+This is demo tooling, not portal code.  It arranges Stripe-side state the portal never asks for
+(test clocks, failing cards, the card updater, paused collection), so it talks to the emulator
+with the official client directly; the portal itself reaches Stripe only through billing.gateway.
+The mirror is filled by billing.sync.reconcile_customer, not by waiting for webhooks.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import stripe
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.utils import timezone
+
+from billing import sync
+from billing.models import BillingCustomer, Invoice, Price, Subscription
+from billing.services.customers import customer_create, ensure_stripe_customer
+
+PASSWORD = "portal-demo"
+ADMIN_EMAIL = "admin@example.com"
+# How long to wait for the emulator to finish advancing a test clock.
+CLOCK_DEADLINE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Login:
+    email: str
+    state: str
+
+
+class SeedError(RuntimeError):
+    """The emulator did not end up in the state a demo customer is meant to show."""
+
+
+def api() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_API_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        stripe_version=stripe.api_version,
+        max_network_retries=0,
+    )
+
+
+def _emulator_post(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    response = requests.post(f"{settings.STRIPE_API_BASE}{path}", json=payload, timeout=10)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def register_webhook(*, url: str) -> str:
+    """An endpoint for every event type at `url`; returns its signing secret (shown only once)."""
+    endpoint = api().v1.webhook_endpoints.create(
+        params={"url": url, "enabled_events": ["*"], "description": "make demo"}
+    )
+    secret = endpoint.secret
+    if not secret:
+        raise SeedError("The emulator returned no webhook signing secret.")
+    return secret
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _user(*, email: str, name: str, superuser: bool = False) -> AbstractUser:
+    first, _, last = name.partition(" ")
+    model = get_user_model()
+    make = model.objects.create_superuser if superuser else model.objects.create_user
+    user: AbstractUser = make(
+        username=email, email=email, password=PASSWORD, first_name=first, last_name=last
+    )
+    # Verified, so allauth (ACCOUNT_EMAIL_VERIFICATION = "mandatory") lets them straight in.
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+def _customer(
+    *, email: str, name: str, language: str, currency: str, test_clock: str | None = None
+) -> BillingCustomer:
+    user = _user(email=email, name=name)
+    customer = customer_create(user=user, email=email, language=language)
+    customer.name = name
+    customer.currency = currency
+    customer.save(update_fields=["name", "currency"])
+    if test_clock is None:
+        ensure_stripe_customer(customer=customer)
+    else:
+        # The portal never creates a customer on a test clock; only a demo moves time.
+        created = api().v1.customers.create(
+            params={
+                "email": email,
+                "name": name,
+                "preferred_locales": [language],
+                "metadata": {"portal_customer": str(customer.pk)},
+                "test_clock": test_clock,
+            }
+        )
+        customer.stripe_customer_id = created.id
+        customer.save(update_fields=["stripe_customer_id"])
+    return customer
+
+
+def _stripe_id(customer: BillingCustomer) -> str:
+    assert customer.stripe_customer_id
+    return customer.stripe_customer_id
+
+
+def _add_card(customer: BillingCustomer, test_card: str) -> str:
+    """Attach a test card (`pm_card_…`) and make it the customer's default; returns its id."""
+    client = api()
+    pm = client.v1.payment_methods.attach(test_card, params={"customer": _stripe_id(customer)})
+    client.v1.customers.update(
+        _stripe_id(customer), params={"invoice_settings": {"default_payment_method": pm.id}}
+    )
+    return pm.id
+
+
+def _subscribe(customer: BillingCustomer, lookup_key: str) -> stripe.Subscription:
+    price_id = Price.objects.get(lookup_key=lookup_key, active=True).stripe_price_id
+    assert price_id, f"{lookup_key} is not synced to Stripe"
+    return api().v1.subscriptions.create(
+        params={"customer": _stripe_id(customer), "items": [{"price": price_id}]}
+    )
+
+
+def _month_before(moment: dt.datetime) -> dt.datetime:
+    year, month = (moment.year, moment.month - 1) if moment.month > 1 else (moment.year - 1, 12)
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def _advance_clock(clock_id: str, *, to: int) -> None:
+    client = api()
+    client.v1.test_helpers.test_clocks.advance(clock_id, params={"frozen_time": to})
+    deadline = time.monotonic() + CLOCK_DEADLINE_SECONDS
+    while client.v1.test_helpers.test_clocks.retrieve(clock_id).status != "ready":
+        if time.monotonic() > deadline:
+            raise SeedError(f"Test clock {clock_id} is still advancing after {CLOCK_DEADLINE_SECONDS:.0f} s.")
+        time.sleep(0.1)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise SeedError(message)
+
+
+def _subscription(customer: BillingCustomer) -> Subscription:
+    sub = customer.subscriptions.select_related("price").first()
+    _check(sub is not None, f"{customer.email}: no subscription in the mirror")
+    assert sub is not None
+    return sub
+
+
+# --------------------------------------------------------------------------- the demo customers
+
+
+def _healthy() -> BillingCustomer:
+    customer = _customer(email="ada@example.com", name="Ada Lovelace", language="en", currency="eur")
+    _add_card(customer, "pm_card_visa")
+    _subscribe(customer, "standard_month_eur")
+    return customer
+
+
+def _card_expiring() -> BillingCustomer:
+    customer = _customer(email="grace@example.com", name="Grace Hopper", language="en", currency="eur")
+    card = _add_card(customer, "pm_card_mastercard")
+    _subscribe(customer, "pro_month_eur")
+    # The card still works this month, and the next charge falls after the end of it.
+    today = timezone.now()
+    _emulator_post(
+        f"/_emulator/payment_methods/{card}/update_card", {"exp_month": today.month, "exp_year": today.year}
+    )
+    return customer
+
+
+def _card_expiring_check(customer: BillingCustomer) -> None:
+    today = timezone.now()
+    card = customer.payment_methods.filter(stripe_id=customer.default_payment_method_id).first()
+    _check(
+        card is not None and (card.exp_year, card.exp_month) == (today.year, today.month),
+        "grace: the default card does not expire this month",
+    )
+
+
+def _past_due() -> BillingCustomer:
+    """Subscribed a month ago on a test clock; the renewal was charged to a card that fails."""
+    start = _month_before(timezone.now()) - dt.timedelta(hours=3)
+    clock = api().v1.test_helpers.test_clocks.create(
+        params={"frozen_time": int(start.timestamp()), "name": "demo: payment failed"}
+    )
+    customer = _customer(
+        email="alan@example.com", name="Alan Turing", language="en", currency="eur", test_clock=clock.id
+    )
+    first_card = _add_card(customer, "pm_card_visa")
+    sub = _subscribe(customer, "standard_month_eur")
+    _add_card(customer, "pm_card_chargeCustomerFail")
+    api().v1.payment_methods.detach(first_card)
+    renewal = sub["items"]["data"][0]["current_period_end"]
+    # Past the renewal invoice's finalization (an hour) and its first attempt, before the first retry.
+    _advance_clock(clock.id, to=renewal + 2 * 3600)
+    return customer
+
+
+def _past_due_check(customer: BillingCustomer) -> None:
+    _check(
+        _subscription(customer).status == Subscription.Status.PAST_DUE, "alan: subscription is not past_due"
+    )
+    _check(customer.invoices.filter(status=Invoice.Status.OPEN).exists(), "alan: no open invoice")
+
+
+def _paused() -> BillingCustomer:
+    customer = _customer(
+        email="margaret@example.com", name="Margaret Hamilton", language="en", currency="eur"
+    )
+    _add_card(customer, "pm_card_visa")
+    sub = _subscribe(customer, "basic_month_eur")
+    resumes_at = timezone.now() + dt.timedelta(days=61)
+    api().v1.subscriptions.update(
+        sub.id, params={"pause_collection": {"behavior": "void", "resumes_at": int(resumes_at.timestamp())}}
+    )
+    return customer
+
+
+def _paused_check(customer: BillingCustomer) -> None:
+    sub = _subscription(customer)
+    _check(
+        bool(sub.pause_behavior) and sub.pause_resumes_at is not None, "margaret: collection is not paused"
+    )
+
+
+def _yearly_swedish() -> BillingCustomer:
+    customer = _customer(email="astrid@example.com", name="Astrid Lindgren", language="sv", currency="sek")
+    _add_card(customer, "pm_card_visa")
+    _subscribe(customer, "standard_year_sek")
+    return customer
+
+
+def _quarterly_dutch() -> BillingCustomer:
+    customer = _customer(email="edsger@example.com", name="Edsger Dijkstra", language="nl", currency="eur")
+    _add_card(customer, "pm_card_mastercard")
+    _subscribe(customer, "basic_quarter_eur")
+    return customer
+
+
+def _active_check(customer: BillingCustomer) -> None:
+    _check(
+        _subscription(customer).status == Subscription.Status.ACTIVE,
+        f"{customer.email}: subscription is not active",
+    )
+
+
+@dataclass(frozen=True)
+class _Demo:
+    make: Callable[[], BillingCustomer]
+    check: Callable[[BillingCustomer], None]
+    state: str
+
+
+DEMOS: tuple[_Demo, ...] = (
+    _Demo(_healthy, _active_check, "healthy: Standard monthly, EUR, Visa 4242, English"),
+    _Demo(_card_expiring, _card_expiring_check, "card expires before the next charge: Pro monthly, EUR"),
+    _Demo(_past_due, _past_due_check, "payment failed, past due, open invoice (card 0341 declines)"),
+    _Demo(_paused, _paused_check, "paused: Basic monthly, EUR, collection paused for two months"),
+    _Demo(_yearly_swedish, _active_check, "yearly in SEK, speaks Swedish: Standard yearly"),
+    _Demo(_quarterly_dutch, _active_check, "quarterly in EUR, speaks Dutch: Basic quarterly"),
+)
+
+
+def seed() -> list[Login]:
+    """Create every demo customer and the staff user in an empty database and a fresh emulator
+    (the catalog already synced); returns the logins with what each one shows."""
+    logins: list[Login] = []
+    for demo in DEMOS:
+        customer = demo.make()
+        sync.reconcile_customer(customer_id=customer.pk)
+        customer.refresh_from_db()
+        demo.check(customer)
+        logins.append(Login(email=customer.email, state=demo.state))
+    _user(email=ADMIN_EMAIL, name="Demo Admin", superuser=True)
+    return logins
