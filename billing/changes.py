@@ -124,6 +124,14 @@ def _dedupe_key(kind: ChangeKind[P, Any], params: P, key: str) -> str | None:
     return joined or None
 
 
+def submitted(*, customer: BillingCustomer, kind: ChangeKind[Any, Any], key: str) -> BillingChange | None:
+    """The change an earlier submit with this caller's key made, if any (for kinds that dedupe on
+    the caller's key alone: a second submit finds it even once its target is gone)."""
+    if not key or kind.dedupe:
+        return None
+    return BillingChange.objects.filter(customer=customer, kind=kind.name, dedupe_key=f"key={key}").first()
+
+
 def request(
     *, customer: BillingCustomer, kind: ChangeKind[P, Any], params: P, requested_by: Actor, key: str = ""
 ) -> BillingChange:

@@ -55,6 +55,8 @@ class Message:
     action: str = "portal:dashboard"
     action_args: tuple[str, ...] = ()
     action_label: Promise = dataclasses.field(default_factory=lambda: _("See your subscription"))
+    # Prompted by the customer's own action (they are on the page): sent at once, quiet hours or not.
+    prompted: bool = False
 
     def template(self, part: str) -> str:
         return f"{TEMPLATES}/{self.name}/{part}"
@@ -83,13 +85,17 @@ def declare(
     action: str = "portal:dashboard",
     action_args: tuple[str, ...] = (),
     action_label: Promise = _("See your subscription"),
+    prompted: bool | None = None,
 ) -> Message:
+    """Declare a message; `prompted` defaults to True for confirmations (of what the customer did)."""
     if name in MESSAGES:
         raise ValueError(f"message {name!r} is declared twice")
     missing = [arg for arg in action_args if arg not in facts.model_fields]
     if missing:
         raise ValueError(f"message {name!r}: its facts have no {missing}")
-    message = Message(name, category, channels, facts, action, action_args, action_label)
+    if prompted is None:
+        prompted = category == Category.CONFIRMATION
+    message = Message(name, category, channels, facts, action, action_args, action_label, prompted)
     MESSAGES[name] = message
     return message
 

@@ -77,7 +77,7 @@ def enqueue(
                     suppressed_reason=reason or "",
                     send_after=policy.send_after(
                         quiet=rules.quiet_hours,
-                        category=message.category,
+                        prompted=message.prompted,
                         channel=channel,
                         now=now,
                         zone=zone,

@@ -223,11 +223,12 @@ def may_opt_out(*, category: Category) -> bool:
 
 
 def send_after(
-    *, quiet: QuietHours, category: Category, channel: Channel, now: dt.datetime, zone: dt.tzinfo
+    *, quiet: QuietHours, prompted: bool, channel: Channel, now: dt.datetime, zone: dt.tzinfo
 ) -> dt.datetime:
-    """The earliest moment to send: at once for what the customer just did (a confirmation) and
-    for the in-app list; anything else waits for the end of the customer's quiet hours."""
-    if category == Category.CONFIRMATION or channel == Channel.IN_APP:
+    """The earliest moment to send: at once for what the customer's own action prompted (they are
+    there, waiting for it) and for the in-app list; anything else waits for the end of the
+    customer's quiet hours."""
+    if prompted or channel == Channel.IN_APP:
         return now
     local = now.astimezone(zone)
     hour = local.hour

@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from billing import sync
-from billing.services.customers import customer_create, ensure_stripe_customer
 from billing.models import BillingCustomer, Price
+from billing.services.customers import customer_create, ensure_stripe_customer
 
 PASSWORD = "correct-horse-battery-staple"
 WEBHOOK_URL = "/billing/webhooks/stripe/"

@@ -99,6 +99,7 @@ CARD_ADDED_PAYMENT_DECLINED = messages.declare(
     facts=CardPaymentFacts,
     action="portal:card_add",
     action_label=_("Pay with another card"),
+    prompted=True,
 )
 CARD_ADDED_PAYMENT_NEEDS_APPROVAL = messages.declare(
     "card_added_payment_needs_approval",
@@ -108,6 +109,7 @@ CARD_ADDED_PAYMENT_NEEDS_APPROVAL = messages.declare(
     action="portal:change",
     action_args=("change_id",),
     action_label=_("Approve payment"),
+    prompted=True,
 )
 CARD_DEFAULT = messages.declare(
     "card_default", category=Category.CONFIRMATION, channels=BOTH, facts=CardDefaultFacts

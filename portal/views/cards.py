@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import selectors
+from billing import changes, selectors
 from billing.errors import BillingError, Refused, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, PaymentMethod
 from billing.services import cards
@@ -108,12 +108,23 @@ Act = Callable[[PaymentMethod, dict[str, Any]], BillingChange]
 
 
 def _card_action(
-    request: HttpRequest, *, customer: BillingCustomer, card_id: int, form: CardActionForm, act: Act
+    request: HttpRequest,
+    *,
+    customer: BillingCustomer,
+    card_id: int,
+    form: CardActionForm,
+    kind: changes.ChangeKind[Any, Any],
+    act: Act,
 ) -> HttpResponse:
-    card = _card(customer, card_id)
     if not form.is_valid():
         # Only an edited or replayed request gets here: our pages send a valid token.
         return bad_request(request, _("This page is out of date. Please reload it and try again."))
+    # The same submit again (a double click, a reload) shows the change it made, even once the
+    # card it was about is gone.
+    earlier = changes.submitted(customer=customer, kind=kind, key=form.cleaned_data["token"])
+    if earlier is not None:
+        return _after_change(earlier)
+    card = _card(customer, card_id)
     try:
         change = act(card, form.cleaned_data)
     except Refused as refusal:
@@ -130,8 +141,9 @@ def card_default(request: HttpRequest, card_id: int, *, customer: BillingCustome
             customer=customer, card=card, requested_by=request.user, key=data["token"]
         )
 
+    form = CardActionForm(request.POST)
     return _card_action(
-        request, customer=customer, card_id=card_id, form=CardActionForm(request.POST), act=act
+        request, customer=customer, card_id=card_id, form=form, kind=cards.SET_DEFAULT, act=act
     )
 
 
@@ -147,7 +159,10 @@ def card_backup(request: HttpRequest, card_id: int, *, customer: BillingCustomer
             key=data["token"],
         )
 
-    return _card_action(request, customer=customer, card_id=card_id, form=BackupForm(request.POST), act=act)
+    form = BackupForm(request.POST)
+    return _card_action(
+        request, customer=customer, card_id=card_id, form=form, kind=cards.SET_BACKUP, act=act
+    )
 
 
 @require_POST
@@ -156,6 +171,5 @@ def card_remove(request: HttpRequest, card_id: int, *, customer: BillingCustomer
     def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
         return cards.card_remove(customer=customer, card=card, requested_by=request.user, key=data["token"])
 
-    return _card_action(
-        request, customer=customer, card_id=card_id, form=CardActionForm(request.POST), act=act
-    )
+    form = CardActionForm(request.POST)
+    return _card_action(request, customer=customer, card_id=card_id, form=form, kind=cards.REMOVE, act=act)

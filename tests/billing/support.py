@@ -18,8 +18,6 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import changes
-from billing.services import cards
-from billing.services.cards import CardAddResult
 from billing.models import (
     BillingChange,
     BillingCustomer,
@@ -30,6 +28,8 @@ from billing.models import (
     Subscription,
     Tier,
 )
+from billing.services import cards
+from billing.services.cards import CardAddResult
 from tests.portal_support import stripe_client
 
 

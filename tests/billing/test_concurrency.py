@@ -10,9 +10,15 @@ from django.core import mail
 from django.test import Client
 
 from billing import changes
-from billing.services import cards
 from billing.models import BillingChange, Delivery, Invoice, PaymentMethod, StripeEvent
-from tests.billing.support import card_added, confirmed_setup_intent, pay_in_stripe, run_together, successful_charges
+from billing.services import cards
+from tests.billing.support import (
+    card_added,
+    confirmed_setup_intent,
+    pay_in_stripe,
+    run_together,
+    successful_charges,
+)
 from tests.portal_support import emulator_events, make_customer, post_event, stripe_client
 
 pytestmark = [

@@ -10,8 +10,8 @@ from django.core import mail
 
 from billing.models import (
     BillingCustomer,
-    Invoice,
     Delivery,
+    Invoice,
     PaymentMethod,
     Price,
     StripeEvent,

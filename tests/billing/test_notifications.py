@@ -11,8 +11,8 @@ from django.core import mail
 
 from billing import gateway, outbox
 from billing.models import Delivery, Invoice
-from billing.services import invoices
 from billing.money import format_money
+from billing.services import invoices
 from tests.billing.conftest import Deliver
 from tests.billing.support import confirmed_setup_intent, pay_in_stripe
 from tests.portal_support import emulator_events, logged_in, make_customer

@@ -17,8 +17,8 @@ from django.core import mail
 from django.utils import timezone
 
 from billing import changes, policy, tasks
-from billing.services import cards
 from billing.models import BillingChange, BillingCustomer, Delivery, Invoice
+from billing.services import cards
 from stripe_emulator.app import Emulator
 from tests.billing.support import card_added, confirmed_setup_intent, successful_charges
 from tests.portal_support import logged_in, make_customer, stripe_client

@@ -46,6 +46,10 @@ class Shopper:
     page: Any
     requests: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    # What the page's Content-Security-Policy refused, as the browser reports it.
+    csp_violations: list[str] = field(default_factory=list)
+    # Errors of the page's scripts and the console (the portal's tabs check it stays empty).
+    script_errors: list[str] = field(default_factory=list)
 
     def api_calls(self, fragment: str = "/v1/") -> list[str]:
         return [url for url in self.requests if fragment in url]
@@ -126,6 +130,17 @@ def open_tab(chromium: Any, **context_options: Any) -> Shopper:
 
     context.route("**/*", guard)
     context.on("request", lambda request: shopper.requests.append(f"{request.method} {request.url}"))
+    def csp_violation(violation: str) -> None:
+        shopper.csp_violations.append(violation)
+
+    # Kept in the page too (window.__cspViolations), for a test to wait on.
+    context.expose_function("__reportCspViolation", csp_violation)
+    context.add_init_script(
+        "window.__cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " var seen = e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' on ' + e.documentURI;"
+        " window.__cspViolations.push(seen); window.__reportCspViolation(seen); });"
+    )
     return shopper
 
 
@@ -243,7 +258,7 @@ def portal_chromium() -> Iterator[Any]:
 def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
     """A customer's tab on the live portal, in a laptop-sized window."""
     opened = open_tab(portal_chromium, viewport={"width": 1024, "height": 900})
-    script_errors: list[str] = []
+    script_errors = opened.script_errors
 
     def console(message: Any) -> None:
         # A refused request (a declined card's 402, a blocked script) is logged too; it is not a bug.
@@ -256,6 +271,7 @@ def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
     opened.page.context.close()
     assert opened.blocked == [], f"requests left loopback: {opened.blocked}"
     assert script_errors == [], f"errors in the page's scripts: {script_errors}"
+    assert opened.csp_violations == [], f"the Content-Security-Policy refused: {opened.csp_violations}"
 
 
 @pytest.fixture()

@@ -20,8 +20,8 @@ from django.core import mail
 from django.utils import timezone
 
 from billing import changes, sync
-from billing.services.customers import customer_create
 from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, Price
+from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
 from .conftest import LivePortal, Shopper, open_tab, playwright_sync
@@ -438,3 +438,4 @@ def test_dashboard_fits_a_phone_and_a_desktop(
         finally:
             tab.page.context.close()
         assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
+        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"

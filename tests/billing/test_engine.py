@@ -1,0 +1,363 @@
+"""The change engine as a customer and an operator see it: failures bounded and visible, one bad
+change never holding up another, the newest choice winning, waiting changes going as soon as
+Stripe answers, and a double submit of any kind making one change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+import time_machine
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from billing import changes, policy, tasks
+from billing.changes import ChangeKind, ChangeParams, Confirmation
+from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod
+from billing.services import cards
+from billing.services.cards import CardResult
+from stripe_emulator.app import Emulator
+from tests.billing.support import card_added, confirmed_setup_intent, successful_charges
+from tests.portal_support import logged_in, make_customer, stripe_client
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+Status = BillingChange.Status
+
+
+def _fault(emulator: Emulator, **fault: Any) -> None:
+    requests.post(f"{emulator.url}/_emulator/faults", json=fault, timeout=5).raise_for_status()
+
+
+def _stripe_default(customer: BillingCustomer) -> str:
+    return str(
+        stripe_client()
+        .v1.customers.retrieve(customer.stripe_customer_id)
+        .invoice_settings.default_payment_method
+    )
+
+
+def _sweep_at(moment: dt.datetime, committed: Callable[[], Any]) -> int:
+    with time_machine.travel(moment), committed():
+        return int(tasks.apply_pending_changes())
+
+
+def _emails(customer: BillingCustomer) -> list[str]:
+    return list(
+        Delivery.objects.filter(customer=customer, channel=Delivery.Channel.EMAIL)
+        .order_by("created_at")
+        .values_list("message", flat=True)
+    )
+
+
+@pytest.fixture()
+def two_cards() -> tuple[BillingCustomer, PaymentMethod, PaymentMethod]:
+    """A subscriber with a Visa (the default) and a Mastercard."""
+    customer = make_customer(email="two@example.com")
+    stripe_client().v1.payment_methods.attach(
+        "pm_card_mastercard", params={"customer": customer.stripe_customer_id}
+    )
+    from billing import sync
+
+    sync.reconcile_customer(customer_id=customer.pk)
+    customer.refresh_from_db()
+    return customer, customer.payment_methods.get(last4="4242"), customer.payment_methods.get(last4="4444")
+
+
+# --------------------------------------------------------------------------- a bug in one change
+
+
+class Nothing(ChangeParams):
+    label: str
+
+
+@pytest.fixture()
+def exploding_kind() -> Iterator[ChangeKind[Any, Any]]:
+    """A kind whose apply has a bug: it raises what no one expected."""
+
+    class Explodes(ChangeKind[Nothing, CardResult]):
+        name = "test_explodes"
+        label = "explodes"  # type: ignore[assignment]
+        template = "portal/changes/card_remove.html"
+        Params = Nothing
+        Result = CardResult
+        messages = (cards.CARD_REMOVED,)
+        dedupe = ()
+        supersedes = False
+
+        def apply(self, *, change: BillingChange, customer: BillingCustomer, params: Nothing) -> CardResult:
+            raise KeyError("the card table is not what we thought")
+
+        def confirmation(
+            self, *, change: BillingChange, params: Nothing, result: CardResult
+        ) -> Confirmation | None:
+            return None
+
+    changes.change_kind(Explodes)
+    yield changes.KINDS["test_explodes"]
+    del changes.KINDS["test_explodes"]
+
+
+def test_an_unexpected_error_is_retried_with_backoff_then_fails_while_other_changes_go(
+    exploding_kind: ChangeKind[Any, Any],
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    customer, _visa, mastercard = two_cards
+    with caplog.at_level(logging.ERROR, logger="billing"):
+        bad = changes.request(
+            customer=customer, kind=exploding_kind, params=Nothing(label="x"), requested_by=None
+        )
+    assert (bad.status, bad.attempts, bad.error_code) == (Status.PENDING, 1, "internal_error")
+    assert bad.error_message == "KeyError: 'the card table is not what we thought'"
+    # Logged with its traceback, for whoever fixes it.
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.exc_info and record.exc_info[0] is KeyError
+
+    # A good change that had to wait (Stripe answered 503 once) is due at the same time.
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", status=503, count=1)
+    good = cards.card_set_default(customer=customer, card=mastercard, requested_by=None)
+    assert good.status == Status.PENDING
+    assert bad.next_attempt_at and good.next_attempt_at
+    when = max(bad.next_attempt_at, good.next_attempt_at) + dt.timedelta(seconds=1)
+    assert _sweep_at(when, committed) == 2
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert good.status == Status.APPLIED
+    assert _stripe_default(customer) == mastercard.stripe_id
+    assert (bad.status, bad.attempts) == (Status.PENDING, 2)
+
+    # Tried again, waiting longer each time, and then no more: failed, with the error for staff.
+    waits = []
+    while bad.status == Status.PENDING:
+        assert bad.next_attempt_at is not None and bad.attempted_at is not None
+        waits.append(bad.next_attempt_at - bad.attempted_at)
+        _sweep_at(bad.next_attempt_at + dt.timedelta(seconds=1), committed)
+        bad.refresh_from_db()
+    assert waits == sorted(waits) and waits[0] < waits[-1]
+    assert bad.status == Status.FAILED
+    assert bad.attempts == policy.current().changes.max_attempts
+    assert bad.next_attempt_at is None
+    assert bad.error_message.startswith("KeyError")
+    with time_machine.travel(timezone.now() + dt.timedelta(days=1)):
+        assert tasks.apply_pending_changes() == 0
+    page = logged_in(customer).get(f"/changes/{bad.pk}/").content.decode()
+    assert "This change could not be made." in page
+    assert "KeyError" not in page  # the customer is not shown our bug
+
+
+def test_a_card_gone_while_its_change_waited_fails_that_change_at_once(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+) -> None:
+    customer, _visa, mastercard = two_cards
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", status=503, count=1)
+    change = cards.card_set_default(customer=customer, card=mastercard, requested_by=None)
+    assert change.status == Status.PENDING
+    PaymentMethod.objects.filter(pk=mastercard.pk).delete()  # a webhook said it was detached
+    assert change.next_attempt_at is not None
+    _sweep_at(change.next_attempt_at + dt.timedelta(seconds=1), committed)
+    change.refresh_from_db()
+    assert (change.status, change.error_code, change.attempts) == (Status.FAILED, "card_gone", 2)
+    page = logged_in(customer).get(f"/changes/{change.pk}/").content.decode()
+    assert "The card is no longer on your account." in page
+
+
+# --------------------------------------------------------------------------- the newest choice wins
+
+
+def test_a_newer_default_supersedes_one_still_waiting_for_stripe(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+) -> None:
+    customer, visa, mastercard = two_cards
+    client = logged_in(customer)
+    # Make the Mastercard the default while Stripe answers 503: it waits.
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", status=503, count=1)
+    with committed():
+        client.post(f"/cards/{mastercard.pk}/default/", {"token": "first-click-1"})
+    old = BillingChange.objects.get(customer=customer)
+    assert old.status == Status.PENDING
+    # Then the customer thinks better of it and makes the Visa the default again: applied at once.
+    with committed():
+        response = client.post(f"/cards/{visa.pk}/default/", {"token": "second-click"}, follow=True)
+    assert "Done: Visa •••• 4242 is now your default card." in response.content.decode()
+    new = BillingChange.objects.exclude(pk=old.pk).get()
+    old.refresh_from_db()
+    assert (old.status, old.superseded_by_id) == (Status.SUPERSEDED, new.pk)
+
+    # The old one is never applied: not by the sweep, not when asked again.
+    assert _sweep_at(timezone.now() + dt.timedelta(hours=2), committed) == 0
+    changes.apply(change_id=old.pk)
+    assert _stripe_default(customer) == visa.stripe_id
+    assert _emails(customer) == ["card_default"]
+    page = client.get(f"/changes/{old.pk}/").content.decode()
+    assert "Not made: you chose something newer" in page
+    assert f"/changes/{new.pk}/" in page
+
+
+def test_waiting_changes_go_as_soon_as_stripe_answers_again(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+) -> None:
+    customer, _visa, mastercard = two_cards
+    setup_intent = confirmed_setup_intent(customer=customer, payment_method="pm_card_amex")
+    _fault(stripe_emulated, path_prefix="/v1/setup_intents/", method="GET", status=503, count=1)
+    waiting = cards.card_add(customer=customer, setup_intent_id=setup_intent, requested_by=None)
+    assert waiting.status == Status.PENDING
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > timezone.now()
+
+    # Another change goes through: Stripe answers, so the waiting one is due now, not after its wait.
+    assert (
+        cards.card_set_default(customer=customer, card=mastercard, requested_by=None).status == Status.APPLIED
+    )
+    waiting.refresh_from_db()
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at <= timezone.now()
+    with committed():
+        assert tasks.apply_pending_changes() == 1
+    waiting.refresh_from_db()
+    assert waiting.status == Status.APPLIED
+
+
+def test_with_nothing_else_happening_one_waiting_change_probes_stripe_each_minute(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+    settings: Any,
+) -> None:
+    settings.BILLING_POLICY = {"changes": {"backoff": {"delays_seconds": [1800]}}}
+    customer, _visa, mastercard = two_cards
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", status=503, count=1)
+    change = cards.card_set_default(customer=customer, card=mastercard, requested_by=None)
+    assert change.status == Status.PENDING and change.attempted_at is not None
+    assert change.next_attempt_at is not None and change.next_attempt_at - timezone.now() > dt.timedelta(
+        minutes=29
+    )
+    # Half a minute on, nothing is tried; a minute on, it is (Stripe is back), long before its wait is over.
+    assert _sweep_at(change.attempted_at + dt.timedelta(seconds=30), committed) == 0
+    assert _sweep_at(change.attempted_at + dt.timedelta(seconds=61), committed) == 1
+    change.refresh_from_db()
+    assert change.status == Status.APPLIED
+
+
+def test_the_customer_can_try_a_waiting_change_now(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    committed: Callable[[], Any],
+) -> None:
+    customer, _visa, mastercard = two_cards
+    client = logged_in(customer)
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", status=503, count=1)
+    with committed():
+        client.post(f"/cards/{mastercard.pk}/default/")
+    change = BillingChange.objects.get(customer=customer)
+    page = client.get(f"/changes/{change.pk}/").content.decode()
+    assert "Our payment provider is not answering right now." in page and "Try again now" in page
+    with committed():
+        response = client.post(f"/changes/{change.pk}/retry/", follow=True)
+    assert "Done: Mastercard •••• 4444 is now your default card." in response.content.decode()
+    assert _stripe_default(customer) == mastercard.stripe_id
+
+
+# --------------------------------------------------------------------------- cards, as they should be
+
+
+def test_making_the_backup_card_the_default_clears_the_backup_and_says_so(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod], committed: Callable[[], Any]
+) -> None:
+    customer, _visa, mastercard = two_cards
+    client = logged_in(customer)
+    with committed():
+        client.post(f"/cards/{mastercard.pk}/backup/", {"consent": "on"})
+    customer.refresh_from_db()
+    assert customer.backup_payment_method_id == mastercard.stripe_id
+    with committed():
+        response = client.post(f"/cards/{mastercard.pk}/default/", follow=True)
+    page = response.content.decode()
+    assert "Done: Mastercard •••• 4444 is now your default card." in page
+    assert "It was your backup card; you have no backup card now." in page
+    dashboard = client.get("/").content.decode()
+    assert "•••• 4444" in dashboard.split('data-test="default-card"')[1].split("</dd>")[0]
+    assert "None" in dashboard.split('data-test="backup-card"')[1].split("</dd>")[0]
+    metadata = stripe_client().v1.customers.retrieve(customer.stripe_customer_id).metadata.to_dict()
+    assert not metadata.get("backup_payment_method")
+    customer.refresh_from_db()
+    assert (customer.backup_payment_method_id, customer.backup_consent_at) == ("", None)
+    assert "you have no backup card now" in mail.outbox[-1].body
+
+
+def test_a_card_authenticated_when_saved_pays_the_open_invoice_without_asking_again(
+    committed: Callable[[], Any],
+) -> None:
+    """4000 0025 0000 3155: the bank asks for 3-D Secure to save it for future payments, and then
+    not again for payments made with it off-session, as Stripe charges a saved card."""
+    customer = make_customer(email="owing@example.com", card="pm_card_chargeCustomerFail")
+    invoice = Invoice.objects.get(customer=customer, status=Invoice.Status.OPEN)
+    setup_intent = confirmed_setup_intent(
+        customer=customer, payment_method="pm_card_authenticationRequiredOnSetup"
+    )
+    with committed():
+        response = logged_in(customer).post("/cards/confirm/", {"setup_intent": setup_intent}, follow=True)
+    page = response.content.decode()
+    assert "Your unpaid invoice of €19.00 is now paid." in page
+    assert "approve" not in page.lower()
+    change = BillingChange.objects.get(customer=customer)
+    assert card_added(change).payment is not None and card_added(change).payment.outcome == "paid"
+    assert stripe_client().v1.invoices.retrieve(invoice.stripe_id).status == "paid"
+    [charge] = successful_charges(customer=customer)
+    assert charge.amount == 1900
+
+
+# --------------------------------------------------------------------------- double submits
+
+
+def _submit_twice(client: Client, url: str, data: dict[str, str], committed: Callable[[], Any]) -> list[str]:
+    locations = []
+    for _ in range(2):
+        with committed():
+            response = client.post(url, data)
+        assert response.status_code == 302, response.content
+        locations.append(response["Location"])
+    return locations
+
+
+def test_a_double_submit_of_each_kind_of_change_is_one_change(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod], committed: Callable[[], Any]
+) -> None:
+    customer, visa, mastercard = two_cards
+    client = logged_in(customer)
+    submits: dict[str, Callable[[], list[str]]] = {
+        "card_add": lambda: _submit_twice(
+            client,
+            "/cards/confirm/",
+            {"setup_intent": confirmed_setup_intent(customer=customer, payment_method="pm_card_amex")},
+            committed,
+        ),
+        "card_set_backup": lambda: _submit_twice(
+            client, f"/cards/{mastercard.pk}/backup/", {"consent": "on", "token": "page-view-b1"}, committed
+        ),
+        "card_set_default": lambda: _submit_twice(
+            client, f"/cards/{visa.pk}/default/", {"token": "page-view-d1"}, committed
+        ),
+        "card_remove": lambda: _submit_twice(
+            client, f"/cards/{mastercard.pk}/remove/", {"token": "page-view-r1"}, committed
+        ),
+    }
+    assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
+    for kind, submit in submits.items():
+        first, second = submit()
+        assert first == second, kind
+        made = BillingChange.objects.filter(customer=customer, kind=kind)
+        assert made.count() == 1, kind
+        assert made.get().status == Status.APPLIED, (kind, made.get().error_code)
+        assert Delivery.objects.filter(change=made.get(), channel=Delivery.Channel.EMAIL).count() == 1, kind
