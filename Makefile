@@ -29,7 +29,7 @@ PORTAL_BENCH_ARGS ?=
 help:
 	@echo "make install       create $(VENV) (Python 3.11) and install $(LOCK) + the project (editable)"
 	@echo "make browser-deps  apt-get install chromium if $(CHROMIUM) is missing (root)"
-	@echo "make lint          ruff check + mypy (strict) on stripe_emulator"
+	@echo "make lint          ruff check + mypy (strict) on stripe_emulator, billing and portal"
 	@echo "make format        ruff format + ruff check --fix"
 	@echo "make test          install, browser-deps, lint, then the whole pytest suite; fails on any skip/xfail"
 	@echo "make emulator      run the Stripe emulator on 127.0.0.1:$(EMULATOR_PORT) (EMULATOR_PORT=...)"

@@ -33,6 +33,9 @@ class Emulator:
         self._stop = threading.Event()
         self._in_flight: set[tuple[str, str]] = set()
         self._idem_lock = threading.Lock()
+        # API requests being served, for `requests_idle` (a request goes on after its client gave up).
+        self._serving = 0
+        self._served = threading.Condition()
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -114,7 +117,23 @@ class Emulator:
                 max((o.get("_seq", 0) for o in self.state.objects.values()), default=0) + 1
             )
 
+    def requests_idle(self, timeout: float) -> bool:
+        """Wait until no API request is being served (one a client stopped waiting for included);
+        False if that took longer than `timeout` seconds."""
+        with self._served:
+            return self._served.wait_for(lambda: self._serving == 0, timeout=timeout)
+
+    def key_in_use(self, idempotency_key: str, timeout: float, api_key: str = "sk_test_emulator") -> bool:
+        """Wait until a request holding this idempotency key is being served."""
+        with self._served:
+            return self._served.wait_for(lambda: (api_key, idempotency_key) in self._in_flight, timeout=timeout)
+
     # used by the HTTP layer -------------------------------------------------------------
+
+    def serving(self, delta: int) -> None:
+        with self._served:
+            self._serving += delta
+            self._served.notify_all()
 
     def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self.state.lock:
@@ -142,6 +161,7 @@ class Emulator:
                         "going through). Please try again later.", status=409,
                     )
                 self._in_flight.add((key, idem))
+                self.serving(0)
                 return None
         stored_fingerprint, status, body, headers = saved
         if stored_fingerprint != fingerprint:

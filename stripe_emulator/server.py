@@ -119,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         idem_key = self.headers.get("Idempotency-Key")
         saving: tuple[str, str] | None = None
+        emulator.serving(+1)
         try:
             fault = emulator.take_fault(method, path)
             if fault is not None and fault.get("status"):
@@ -197,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if saving:
                 emulator.idempotent_release(saving)
+            emulator.serving(-1)
 
     # helpers -------------------------------------------------------------------------
 

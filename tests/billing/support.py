@@ -157,7 +157,9 @@ def add_mirror_rows(*, customer: BillingCustomer, cards: int, invoices: int) -> 
         for n in range(invoices)
     )
     for _ in range(max(1, invoices // 8)):
-        BillingChange.objects.create(customer=customer, kind="card_set_default", params={"payment_method": "pm_x"})
+        BillingChange.objects.create(
+            customer=customer, kind="card_set_default", params={"payment_method": "pm_x"}
+        )
         invoice_id = f"in_{secrets.token_hex(6)}"
         for channel in (Delivery.Channel.EMAIL, Delivery.Channel.IN_APP):
             Delivery.objects.create(

@@ -100,7 +100,9 @@ def test_set_default_moves_it_on_customer_and_subscription(
     assert subscriber.default_payment_method_id == visa.stripe_id
     assert subscriber.subscriptions.get().default_payment_method_id == visa.stripe_id
     assert list(
-        Delivery.objects.filter(channel=Delivery.Channel.EMAIL).order_by("created_at").values_list("message", flat=True)
+        Delivery.objects.filter(channel=Delivery.Channel.EMAIL)
+        .order_by("created_at")
+        .values_list("message", flat=True)
     ) == [
         "card_added",
         "card_default",

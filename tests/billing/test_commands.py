@@ -166,7 +166,10 @@ def test_failed_event_replays_to_processed(settings: Any, deliver: Deliver, comm
     assert stored.status == StripeEvent.Status.PROCESSED
     assert stored.last_error == ""
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
-    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
+    assert (
+        Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count()
+        == 1
+    )
 
     # Replaying a processed event by id runs it again, harmlessly: still one receipt.
     with committed():

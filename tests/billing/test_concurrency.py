@@ -49,7 +49,10 @@ def test_same_event_posted_twice_at_once_is_processed_once() -> None:
     assert StripeEvent.objects.get().status == StripeEvent.Status.PROCESSED
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
-    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
+    assert (
+        Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count()
+        == 1
+    )
     assert Delivery.objects.filter(channel=Delivery.Channel.EMAIL).count() == 1
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
@@ -79,9 +82,7 @@ def test_a_change_applied_by_two_workers_at_once_is_applied_once(emulator: Any) 
     setup_intent = confirmed_setup_intent(customer=customer, payment_method="pm_card_mastercard")
     emulator.stop()
     try:
-        change = cards.card_add(
-            customer=customer, setup_intent_id=setup_intent, requested_by=customer.user
-        )
+        change = cards.card_add(customer=customer, setup_intent_id=setup_intent, requested_by=customer.user)
     finally:
         emulator.start()
     assert change.status == BillingChange.Status.PENDING
@@ -107,9 +108,7 @@ def test_double_submit_of_a_new_card_is_one_change() -> None:
     setup_intent = confirmed_setup_intent(customer=customer)
 
     def submit() -> Any:
-        return cards.card_add(
-            customer=customer, setup_intent_id=setup_intent, requested_by=customer.user
-        ).pk
+        return cards.card_add(customer=customer, setup_intent_id=setup_intent, requested_by=customer.user).pk
 
     # Four at once: the window between "is there one?" and "make one" is narrow.
     assert len(set(run_together(submit, submit, submit, submit))) == 1

@@ -361,3 +361,33 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
         assert made.count() == 1, kind
         assert made.get().status == Status.APPLIED, (kind, made.get().error_code)
         assert Delivery.objects.filter(change=made.get(), channel=Delivery.Channel.EMAIL).count() == 1, kind
+
+
+# --------------------------------------------------------------------------- the customer's budget
+
+
+def test_a_slow_stripe_leaves_the_change_pending_for_the_customer_and_a_worker_finishes_it(
+    two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod],
+    stripe_emulated: Emulator,
+    settings: Any,
+    committed: Callable[[], Any],
+) -> None:
+    """Stripe takes a second and a half: longer than a page may wait, well within a worker's
+    patience.  The page gets a pending change; the worker's try (same idempotency keys) applies it."""
+    settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS = 0.5
+    settings.STRIPE_TIMEOUT_SECONDS = 5.0
+    customer, _visa, mastercard = two_cards
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", delay_seconds=1.5, count=2)
+    with committed():
+        response = logged_in(customer).post(f"/cards/{mastercard.pk}/default/", follow=True)
+    assert "Pending: we are sending this to our payment provider." in response.content.decode()
+    change = BillingChange.objects.get(customer=customer)
+    assert (change.status, change.error_code) == (Status.PENDING, "connection_error")
+    # Stripe goes on with the request the page gave up on; the worker comes after it.
+    assert stripe_emulated.requests_idle(timeout=10)
+    with committed():
+        changes.apply(change_id=change.pk)  # as the worker does, with its own budget
+    change.refresh_from_db()
+    assert change.status == Status.APPLIED
+    assert _stripe_default(customer) == mastercard.stripe_id
+    assert _emails(customer) == ["card_default"]

@@ -99,7 +99,10 @@ def test_events_in_reverse_order_leave_stripes_current_state(deliver: Deliver) -
     assert invoice.amount_paid == 1900
     assert invoice.subscription_stripe_id == sub.id
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {StripeEvent.Status.PROCESSED}
-    assert Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count() == 1
+    assert (
+        Delivery.objects.filter(about=f"invoice:{invoice.stripe_id}", channel=Delivery.Channel.EMAIL).count()
+        == 1
+    )
 
 
 def test_invoice_paid_before_invoice_created_still_ends_paid(deliver: Deliver) -> None:

@@ -129,7 +129,10 @@ def test_the_same_event_signed_by_stripe_is_taken(
     assert stored.customer_stripe_id == customer.stripe_customer_id
     assert stored.status == StripeEvent.Status.PROCESSED
     assert Invoice.objects.get(customer=customer).status == Invoice.Status.PAID
-    assert Delivery.objects.get(channel=Delivery.Channel.EMAIL).about == f"invoice:{event['data']['object']['id']}"
+    assert (
+        Delivery.objects.get(channel=Delivery.Channel.EMAIL).about
+        == f"invoice:{event['data']['object']['id']}"
+    )
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 

@@ -120,9 +120,7 @@ def test_a_concurrent_request_with_the_same_key_gets_409(fresh_emulator: Emulato
         raw(fresh_emulator.url, "POST", "/v1/customers", {"email": "a@example.com"},
             headers={"Idempotency-Key": "busy"})[0]))
     slow.start()
-    import time
-
-    time.sleep(0.3)
+    assert fresh_emulator.key_in_use("busy", timeout=5)
     second = raw(fresh_emulator.url, "POST", "/v1/customers", {"email": "a@example.com"},
                  headers={"Idempotency-Key": "busy"})
     slow.join()
@@ -184,3 +182,19 @@ def test_a_publishable_key_reaches_only_what_stripe_js_may(fresh_emulator: Emula
                 key="pk_test_emulator")
     assert ok[0] == 200 and ok[2]["status"] == "requires_payment_method"
     assert wrong[0] == 400
+
+
+def test_a_request_its_client_gave_up_on_still_completes_and_can_be_waited_for(fresh_emulator: Emulator) -> None:
+    """A client's timeout is no cancellation: Stripe finishes the request, and the same key then
+    replays its answer.  `requests_idle` is how a test waits for that instead of sleeping."""
+    emulator_post(fresh_emulator.url, "/_emulator/faults", {"delay_seconds": 1.0, "path_prefix": "/v1/customers",
+                                                            "method": "POST"})
+    hasty = stripe.StripeClient("sk_test_emulator", base_addresses={"api": fresh_emulator.url},
+                                max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.2))
+    with pytest.raises(stripe.APIConnectionError):
+        hasty.v1.customers.create(params={"email": "late@example.com"}, options={"idempotency_key": "late-1"})
+    assert not fresh_emulator.requests_idle(timeout=0)
+    assert fresh_emulator.requests_idle(timeout=10)
+    patient = stripe.StripeClient("sk_test_emulator", base_addresses={"api": fresh_emulator.url})
+    again = patient.v1.customers.create(params={"email": "late@example.com"}, options={"idempotency_key": "late-1"})
+    assert [c.id for c in patient.v1.customers.list(params={"email": "late@example.com"}).data] == [again.id]

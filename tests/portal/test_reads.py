@@ -96,9 +96,7 @@ def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(se
         BillingChange.objects.filter(customer=many).count()
         > BillingChange.objects.filter(customer=few).count()
     )
-    assert (
-        Delivery.objects.filter(customer=many).count() > Delivery.objects.filter(customer=few).count()
-    )
+    assert Delivery.objects.filter(customer=many).count() > Delivery.objects.filter(customer=few).count()
 
     with stripe_counted(settings) as stripe:
         few_counts = _query_counts(few)
