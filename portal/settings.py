@@ -135,7 +135,9 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("sv", _("Swedish")), ("nl", _("Dutch"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours, then the informal Dutch of the few Django texts a customer meets (Django says "u", we and
+# allauth say "je").
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "portal" / "locale_overrides"]
 USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "UTC"

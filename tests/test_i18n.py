@@ -61,6 +61,20 @@ MONTHS = {
     ],
 }
 NBSP = "\xa0"
+# One register per language, everywhere: Dutch says "je/jouw" (as allauth does; the few Django
+# texts a customer meets are overridden in portal/locale_overrides), Swedish "du/din".  The other
+# register's pronouns, as whole words ("er" is also the plural ending in "SMS:er", and "ni", "er",
+# "era" and "ert" occur inside many Swedish words).
+OTHER_REGISTER = {
+    # Not the "u" of "a.u.b.", a fixed abbreviation in either register.
+    "nl": re.compile(r"(?<![\w.])(?:u|uw)(?![\w.])", re.IGNORECASE),
+    "sv": re.compile(r"(?<![\w:-])(?:ni|er|ert|era)(?![\w-])", re.IGNORECASE),
+}
+OUR_REGISTER = {
+    "nl": re.compile(r"\b(?:je|jij|jou|jouw)\b", re.IGNORECASE),
+    "sv": re.compile(r"\b(?:du|din|ditt|dina)\b", re.IGNORECASE),
+}
+OVERRIDES_DIR = Path(settings.BASE_DIR) / "portal" / "locale_overrides"
 
 
 def _catalog(language: str, kind: str = "po") -> Catalog:
@@ -124,6 +138,21 @@ def test_compiled_catalog_matches_the_translations(language: str) -> None:
     source = entries(_catalog(language))
     compiled = entries(_catalog(language, "mo"))
     assert compiled == source
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_translation_addresses_the_customer_the_same_way(language: str) -> None:
+    # The patterns themselves: the pronoun is caught, the same letters inside a word are not.
+    assert OTHER_REGISTER["nl"].search("Heeft u uw kaart?") and OTHER_REGISTER["sv"].search("Er betalning")
+    assert not OTHER_REGISTER["nl"].search("Bekijk je uurtarief, a.u.b.")
+    assert not OTHER_REGISTER["sv"].search("Ditt Visa-kort, två SMS:er, servern och Erik")
+
+    translations = [
+        (message.id, text) for message in _catalog(language) if message.id for text in _forms(message.string)
+    ]
+    other_register = [(msgid, text) for msgid, text in translations if OTHER_REGISTER[language].search(text)]
+    assert other_register == []
+    assert sum(1 for _, text in translations if OUR_REGISTER[language].search(text)) > 20
 
 
 # --------------------------------------------------------------------------- pages
@@ -208,6 +237,45 @@ def test_refusal_is_explained_in_the_customers_language(catalog: None) -> None:
     client = logged_in(customer)
     response = client.post(f"/cards/{only_card.pk}/remove/", follow=True)
     assert "Det här är ditt enda kort och ditt abonnemang behöver ett." in _text(response)
+
+
+def test_dutch_pages_say_je_whoever_wrote_the_text(catalog: None) -> None:
+    """Our pages, allauth's, and Django's texts on them (the password rules) speak to the customer
+    the same informal way."""
+    customer = make_customer(email="nl-je@example.com", language="nl", price="standard_month_eur")
+    client = logged_in(customer)
+    pages = {
+        "dashboard": _text(client.get("/")),
+        "password change": _text(client.get("/accounts/password/change/")),
+        "password reset": _text(Client().get("/accounts/password/reset/", HTTP_ACCEPT_LANGUAGE="nl")),
+        "refused signup": _text(
+            Client().post(
+                "/accounts/signup/",
+                {"email": "kort@example.com", "password1": "1234", "password2": "1234"},
+                HTTP_ACCEPT_LANGUAGE="nl",
+            )
+        ),
+    }
+    assert "Je abonnement" in pages["dashboard"]
+    assert "Je wachtwoord moet minstens 8 tekens lang zijn." in pages["password change"]  # Django's rule
+    assert "Vul je e-mailadres in" in pages["password reset"]  # allauth's words
+    assert "Je wachtwoord mag niet volledig uit cijfers bestaan." in pages["refused signup"]
+    for name, text in pages.items():
+        assert OTHER_REGISTER["nl"].findall(text) == [], name
+
+
+def test_overrides_of_djangos_dutch_are_compiled_and_informal() -> None:
+    path = OVERRIDES_DIR / "nl" / "LC_MESSAGES"
+    with (path / "django.po").open("rb") as handle:
+        source = read_po(handle, locale="nl")
+    with (path / "django.mo").open("rb") as handle:
+        compiled = read_mo(handle)
+    pairs = {tuple(_forms(m.id)): tuple(_forms(m.string)) for m in source if m.id}
+    assert pairs == {tuple(_forms(m.id)): tuple(_forms(m.string)) for m in compiled if m.id}
+    for translations in pairs.values():
+        for text in translations:
+            assert not OTHER_REGISTER["nl"].search(text), text
+            assert OUR_REGISTER["nl"].search(text), text
 
 
 # --------------------------------------------------------------------------- emails
