@@ -242,28 +242,28 @@ def apply(*, change_id: Any) -> None:
 
 
 def _try_later(*, change_id: Any, error: Exception, outage: bool) -> None:
-    now = timezone.now()
     with transaction.atomic():
         change = BillingChange.objects.select_for_update().filter(pk=change_id).first()
         if change is None or change.status != Status.PENDING:
             return
-        change.attempts += 1
-        change.attempted_at = now
+        failed = policy.failure(
+            policy=policy.current().changes,
+            attempts=change.attempts,
+            error=error,
+            outage=outage,
+            waiting_since=change.created_at,
+            now=timezone.now(),
+        )
+        change.attempts, change.attempted_at, change.next_attempt_at = (
+            failed.attempts,
+            timezone.now(),
+            failed.retry_at,
+        )
         if isinstance(error, BillingError):
             change.error_code, change.error_message = error.code, error.message[:2000]
         else:
-            change.error_code, change.error_message = (
-                "internal_error",
-                f"{type(error).__name__}: {error}"[:2000],
-            )
-        change.next_attempt_at = policy.next_try(
-            policy=policy.current().changes,
-            attempts=change.attempts,
-            outage=outage,
-            waiting_since=change.created_at,
-            now=now,
-        )
-        if change.next_attempt_at is None:
+            change.error_code, change.error_message = "internal_error", failed.error
+        if failed.retry_at is None:
             change.status = Status.FAILED
         change.save()
     if change.status == Status.FAILED:

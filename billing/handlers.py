@@ -111,28 +111,27 @@ def process(*, event_pk: int) -> str:
 
 
 def _failed(*, event_pk: int, error: Exception, outage: bool) -> str:
-    now = timezone.now()
     with transaction.atomic():
         event = StripeEvent.objects.select_for_update().get(pk=event_pk)
         if event.status in (Status.PROCESSED, Status.IGNORED):
             return event.status
-        event.attempts += 1
-        event.last_error = f"{type(error).__name__}: {error}"[:2000]
-        event.next_attempt_at = policy.next_try(
+        failed = policy.failure(
             policy=policy.current().events,
             attempts=event.attempts,
+            error=error,
             outage=outage,
             waiting_since=event.received_at,
-            now=now,
+            now=timezone.now(),
         )
-        event.status = Status.RETRYING if event.next_attempt_at else Status.FAILED
+        event.attempts, event.last_error, event.next_attempt_at = (
+            failed.attempts,
+            failed.error,
+            failed.retry_at,
+        )
+        event.status = Status.RETRYING if failed.retry_at else Status.FAILED
         event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
     log = logger.warning if event.status == Status.RETRYING else logger.error
     log(
-        "stripe event %s %s after %s attempt(s): %s",
-        event_pk,
-        event.status,
-        event.attempts,
-        type(error).__name__,
+        "stripe event %s %s after %s attempt(s): %s", event_pk, event.status, event.attempts, event.last_error
     )
     return event.status

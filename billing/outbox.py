@@ -149,25 +149,24 @@ def _transmit(delivery: Delivery) -> None:
 
 
 def _failed(*, delivery_id: int, error: Exception, outage: bool) -> None:
-    now = timezone.now()
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update(of=("self",)).filter(pk=delivery_id).first()
         if delivery is None or delivery.status != Status.PENDING:
             return
-        delivery.attempts += 1
-        delivery.last_error = f"{type(error).__name__}: {error}"[:2000]
-        when = policy.next_try(
+        failed = policy.failure(
             policy=policy.current().messages,
             attempts=delivery.attempts,
+            error=error,
             outage=outage,
             waiting_since=delivery.created_at,
-            now=now,
+            now=timezone.now(),
         )
-        if when is None:
+        delivery.attempts, delivery.last_error = failed.attempts, failed.error
+        if failed.retry_at is None:
             delivery.status = Status.FAILED
             logger.error("delivery %s failed for good after %s attempts", delivery_id, delivery.attempts)
         else:
-            delivery.send_after = when
+            delivery.send_after = failed.retry_at
         delivery.save(update_fields=["attempts", "last_error", "status", "send_after"])
 
 

@@ -154,6 +154,32 @@ def next_try(
     return now + policy.backoff.delay(attempts=attempts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """What one more failed try means for an item."""
+
+    attempts: int
+    # The error as staff read it.
+    error: str
+    # When to try again; None when the item has had its chances.
+    retry_at: dt.datetime | None
+
+
+def failure(
+    *,
+    policy: RetryPolicy,
+    attempts: int,
+    error: BaseException,
+    outage: bool,
+    waiting_since: dt.datetime,
+    now: dt.datetime,
+) -> Failure:
+    """An item tried `attempts` times before failed once more."""
+    count = attempts + 1
+    retry_at = next_try(policy=policy, attempts=count, outage=outage, waiting_since=waiting_since, now=now)
+    return Failure(attempts=count, error=f"{type(error).__name__}: {error}"[:2000], retry_at=retry_at)
+
+
 def probe_due(*, policy: RetryPolicy, attempted_at: dt.datetime | None, now: dt.datetime) -> bool:
     """Whether an item waiting out an outage may be tried now, ahead of its backoff, to learn
     whether the outage is over."""

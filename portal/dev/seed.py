@@ -166,11 +166,20 @@ def _subscription(customer: BillingCustomer) -> Subscription:
 # --------------------------------------------------------------------------- the demo customers
 
 
-def _healthy() -> BillingCustomer:
-    customer = _customer(email="ada@example.com", name="Ada Lovelace", language="en", currency="eur")
-    _add_card(customer, "pm_card_visa")
-    _subscribe(customer, "standard_month_eur")
+def _subscriber(
+    *, email: str, name: str, language: str, currency: str, card: str, lookup_key: str
+) -> BillingCustomer:
+    customer = _customer(email=email, name=name, language=language, currency=currency)
+    _add_card(customer, card)
+    _subscribe(customer, lookup_key)
     return customer
+
+
+def _healthy() -> BillingCustomer:
+    return _subscriber(
+        email="ada@example.com", name="Ada Lovelace", language="en", currency="eur", card="pm_card_visa",
+        lookup_key="standard_month_eur",
+    )  # fmt: skip
 
 
 def _card_expiring() -> BillingCustomer:
@@ -241,17 +250,17 @@ def _paused_check(customer: BillingCustomer) -> None:
 
 
 def _yearly_swedish() -> BillingCustomer:
-    customer = _customer(email="astrid@example.com", name="Astrid Lindgren", language="sv", currency="sek")
-    _add_card(customer, "pm_card_visa")
-    _subscribe(customer, "standard_year_sek")
-    return customer
+    return _subscriber(
+        email="astrid@example.com", name="Astrid Lindgren", language="sv", currency="sek", card="pm_card_visa",
+        lookup_key="standard_year_sek",
+    )  # fmt: skip
 
 
 def _quarterly_dutch() -> BillingCustomer:
-    customer = _customer(email="edsger@example.com", name="Edsger Dijkstra", language="nl", currency="eur")
-    _add_card(customer, "pm_card_mastercard")
-    _subscribe(customer, "basic_quarter_eur")
-    return customer
+    return _subscriber(
+        email="edsger@example.com", name="Edsger Dijkstra", language="nl", currency="eur",
+        card="pm_card_mastercard", lookup_key="basic_quarter_eur",
+    )  # fmt: skip
 
 
 def _active_check(customer: BillingCustomer) -> None:

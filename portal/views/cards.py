@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -15,18 +15,11 @@ from billing.errors import BillingError, Refused, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, PaymentMethod
 from billing.services import cards
 from portal.forms import AttemptForm, BackupForm, CardActionForm, SetupIntentForm, new_token
-from portal.views.common import bad_request, customer_view
+from portal.views.common import View, bad_request, customer_view, found_or_404
 
 
 def _after_change(change: BillingChange) -> HttpResponse:
     return redirect("portal:change", change_id=change.pk)
-
-
-def _card(customer: BillingCustomer, card_id: int) -> PaymentMethod:
-    card = selectors.card_for(customer=customer, card_id=card_id)
-    if card is None:
-        raise Http404
-    return card
 
 
 @require_GET
@@ -104,72 +97,53 @@ def card_return(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespo
     )
 
 
-Act = Callable[[PaymentMethod, dict[str, Any]], BillingChange]
+Act = Callable[[HttpRequest, BillingCustomer, PaymentMethod, dict[str, Any]], BillingChange]
 
 
-def _card_action(
-    request: HttpRequest,
-    *,
-    customer: BillingCustomer,
-    card_id: int,
-    form: CardActionForm,
-    kind: changes.ChangeKind[Any, Any],
-    act: Act,
-) -> HttpResponse:
-    if not form.is_valid():
-        # Only an edited or replayed request gets here: our pages send a valid token.
-        return bad_request(request, _("This page is out of date. Please reload it and try again."))
-    # The same submit again (a double click, a reload) shows the change it made, even once the
-    # card it was about is gone.
-    earlier = changes.submitted(customer=customer, kind=kind, key=form.cleaned_data["token"])
-    if earlier is not None:
-        return _after_change(earlier)
-    card = _card(customer, card_id)
-    try:
-        change = act(card, form.cleaned_data)
-    except Refused as refusal:
-        messages.error(request, str(refusal))
-        return redirect("portal:cards")
-    return _after_change(change)
+def _card_action(*, form_class: type[CardActionForm], kind: changes.ChangeKind[Any, Any], act: Act) -> View:
+    """A view that makes one change to one of the customer's cards."""
+
+    @require_POST
+    @customer_view
+    def view(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
+        form = form_class(request.POST)
+        if not form.is_valid():
+            # Only an edited or replayed request gets here: our pages send a valid token.
+            return bad_request(request, _("This page is out of date. Please reload it and try again."))
+        # The same submit again (a double click, a reload) shows the change it made, even once the
+        # card it was about is gone.
+        earlier = changes.submitted(customer=customer, kind=kind, key=form.cleaned_data["token"])
+        if earlier is not None:
+            return _after_change(earlier)
+        card = found_or_404(selectors.card_for(customer=customer, card_id=card_id))
+        try:
+            change = act(request, customer, card, form.cleaned_data)
+        except Refused as refusal:
+            messages.error(request, str(refusal))
+            return redirect("portal:cards")
+        return _after_change(change)
+
+    return view
 
 
-@require_POST
-@customer_view
-def card_default(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
-        return cards.card_set_default(
-            customer=customer, card=card, requested_by=request.user, key=data["token"]
-        )
-
-    form = CardActionForm(request.POST)
-    return _card_action(
-        request, customer=customer, card_id=card_id, form=form, kind=cards.SET_DEFAULT, act=act
-    )
-
-
-@require_POST
-@customer_view
-def card_backup(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
-        return cards.card_set_backup(
-            customer=customer,
-            card=card,
-            consent=data["consent"],
-            requested_by=request.user,
-            key=data["token"],
-        )
-
-    form = BackupForm(request.POST)
-    return _card_action(
-        request, customer=customer, card_id=card_id, form=form, kind=cards.SET_BACKUP, act=act
-    )
-
-
-@require_POST
-@customer_view
-def card_remove(request: HttpRequest, card_id: int, *, customer: BillingCustomer) -> HttpResponse:
-    def act(card: PaymentMethod, data: dict[str, Any]) -> BillingChange:
-        return cards.card_remove(customer=customer, card=card, requested_by=request.user, key=data["token"])
-
-    form = CardActionForm(request.POST)
-    return _card_action(request, customer=customer, card_id=card_id, form=form, kind=cards.REMOVE, act=act)
+card_default = _card_action(
+    form_class=CardActionForm,
+    kind=cards.SET_DEFAULT,
+    act=lambda request, customer, card, data: cards.card_set_default(
+        customer=customer, card=card, requested_by=request.user, key=data["token"]
+    ),
+)
+card_backup = _card_action(
+    form_class=BackupForm,
+    kind=cards.SET_BACKUP,
+    act=lambda request, customer, card, data: cards.card_set_backup(
+        customer=customer, card=card, consent=data["consent"], requested_by=request.user, key=data["token"]
+    ),
+)
+card_remove = _card_action(
+    form_class=CardActionForm,
+    kind=cards.REMOVE,
+    act=lambda request, customer, card, data: cards.card_remove(
+        customer=customer, card=card, requested_by=request.user, key=data["token"]
+    ),
+)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -12,14 +12,11 @@ from billing import changes, selectors
 from billing.errors import BillingError
 from billing.models import BillingChange, BillingCustomer
 from billing.services import cards
-from portal.views.common import customer_view
+from portal.views.common import customer_view, found_or_404
 
 
 def _change(customer: BillingCustomer, change_id: uuid.UUID) -> BillingChange:
-    change = selectors.change_for(customer=customer, change_id=change_id)
-    if change is None:
-        raise Http404
-    return change
+    return found_or_404(selectors.change_for(customer=customer, change_id=change_id))
 
 
 @require_GET

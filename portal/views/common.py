@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from portal.customers import customer_of
 
 View = Callable[..., HttpResponse]
+T = TypeVar("T")
 
 
 def customer_view(view: View) -> View:
@@ -33,3 +34,10 @@ def customer_view(view: View) -> View:
 def bad_request(request: HttpRequest, message: str) -> HttpResponse:
     """A request the portal's own pages never send (edited, or replayed): say what is wrong."""
     return render(request, "portal/bad_request.html", {"message": message}, status=400)
+
+
+def found_or_404(found: T | None) -> T:
+    """What a selector found for the customer, or "not found" (someone else's, or nothing)."""
+    if found is None:
+        raise Http404
+    return found
