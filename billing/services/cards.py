@@ -5,7 +5,7 @@ one.  Each is a change kind declared here with the messages that confirm it."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +20,7 @@ from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, PaymentMethod
 from billing.policy import Category, Channel
 from billing.services.customers import ensure_stripe_customer
+from billing.state import subscription_state
 
 PaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
 SetupIntentId = Annotated[str, StringConstraints(pattern=r"^seti_[A-Za-z0-9_]{1,200}$")]
@@ -77,7 +78,19 @@ class CardFacts(Facts):
     last4: str
 
 
-class CardDefaultFacts(CardFacts):
+class NextChargeFacts(CardFacts):
+    """The card, and the next payment it will make (from the subscription's state), if any."""
+
+    next_amount: int | None = None
+    next_currency: str = ""
+    next_at: dt.datetime | None = None
+
+
+class CardAddedFacts(NextChargeFacts):
+    pass
+
+
+class CardDefaultFacts(NextChargeFacts):
     backup_cleared: bool
 
 
@@ -88,7 +101,9 @@ class CardPaymentFacts(CardFacts):
     change_id: str
 
 
-CARD_ADDED = messages.declare("card_added", category=Category.CONFIRMATION, channels=BOTH, facts=CardFacts)
+CARD_ADDED = messages.declare(
+    "card_added", category=Category.CONFIRMATION, channels=BOTH, facts=CardAddedFacts
+)
 CARD_ADDED_INVOICE_PAID = messages.declare(
     "card_added_invoice_paid", category=Category.CONFIRMATION, channels=BOTH, facts=CardPaymentFacts
 )
@@ -175,6 +190,15 @@ def _make_default(change: BillingChange, customer: BillingCustomer, payment_meth
     )
 
 
+def _next_charge(customer: BillingCustomer) -> dict[str, Any]:
+    subscription = selectors.current_subscription(customer=customer)
+    state = subscription_state(subscription=subscription, now=timezone.now()) if subscription else None
+    if state is None or state.next_charge is None:
+        return {}
+    charge = state.next_charge
+    return {"next_amount": charge.amount, "next_currency": charge.currency, "next_at": charge.at}
+
+
 def _pay_open_invoice(
     change: BillingChange, customer: BillingCustomer, payment_method: str
 ) -> InvoicePayment | None:
@@ -240,7 +264,7 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         card = {"brand": result.brand, "last4": result.last4}
         payment = result.payment
         if payment is None:
-            return Confirmation(CARD_ADDED, CardFacts(**card))
+            return Confirmation(CARD_ADDED, CardAddedFacts(**card, **_next_charge(change.customer)))
         message = {
             "paid": CARD_ADDED_INVOICE_PAID,
             "declined": CARD_ADDED_PAYMENT_DECLINED,
@@ -279,7 +303,12 @@ class CardSetDefault(ChangeKind[CardParams, CardDefaultResult]):
     ) -> Confirmation:
         return Confirmation(
             CARD_DEFAULT,
-            CardDefaultFacts(brand=result.brand, last4=result.last4, backup_cleared=result.backup_cleared),
+            CardDefaultFacts(
+                brand=result.brand,
+                last4=result.last4,
+                backup_cleared=result.backup_cleared,
+                **_next_charge(change.customer),
+            ),
         )
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod
+from billing.money import customer_zone, format_day
 from tests.billing.support import authenticate, confirmed_setup_intent, successful_charges
 from tests.portal_support import logged_in, make_customer, stripe_client
 
@@ -99,6 +101,10 @@ def test_set_default_moves_it_on_customer_and_subscription(
     subscriber.refresh_from_db()
     assert subscriber.default_payment_method_id == visa.stripe_id
     assert subscriber.subscriptions.get().default_payment_method_id == visa.stripe_id
+    # The email says what the card will pay next, from the subscription's state.
+    renewal = subscriber.subscriptions.get().current_period_end
+    with timezone.override(customer_zone("")):
+        assert f"Your next payment: €19.00 on {format_day(value=renewal, language='en')}." in mail.outbox[-1].body
     assert list(
         Delivery.objects.filter(channel=Delivery.Channel.EMAIL)
         .order_by("created_at")

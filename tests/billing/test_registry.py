@@ -10,7 +10,7 @@ import re
 import types
 import uuid
 from collections.abc import Iterator
-from typing import Any, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import pytest
 import time_machine
@@ -33,13 +33,17 @@ def _example(model: type[Facts]) -> Facts:
     values: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if name.endswith("_id"):
+        if get_origin(annotation) in (types.UnionType, Union):  # "int | None": the int
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if annotation is dt.datetime:
+            values[name] = dt.datetime(2027, 3, 21, 12, tzinfo=dt.UTC)  # "March", "mars", "maart"
+        elif name.endswith("_id"):
             values[name] = str(uuid.uuid4())
         elif annotation is int:
             values[name] = 1900
         elif annotation is bool:
             values[name] = True
-        elif name == "currency":
+        elif name.endswith("currency"):
             values[name] = "eur"
         elif name == "decline_code":
             values[name] = "insufficient_funds"
