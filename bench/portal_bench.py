@@ -15,8 +15,8 @@ Seeded data (all through the emulator, then mirrored by the portal itself):
 
 * the page customer: on a test clock, a monthly Standard subscription billed for two years
   (24 paid invoices), then a renewal declined on the new default card (1 open invoice, subscription
-  past due), 3 cards, a backup card set through a BillingChange, and the notifications that the
-  webhooks of all that history produced (24 receipts + 1 change confirmation);
+  past due), 3 cards, a backup card set through a BillingChange, and the deliveries (in-app lines
+  and emails) that the webhooks of all that history produced (receipts, change confirmations);
 * ``--customers`` other customers (default 10), each with a card and a subscription that was
   updated once; their real events feed the webhook measurement.
 
@@ -24,6 +24,10 @@ Seeded data (all through the emulator, then mirrored by the portal itself):
     (default 300, after ``--warmup``), as the logged-in page customer.  Reported: req/s, p50/p95
     latency, SQL queries per page (CaptureQueriesContext, one extra request) and the number of
     requests the emulator received meanwhile, which must be 0: pages read the local mirror only.
+    Measured alike, in the same run: a bare view (bench/bare_urls.py: login required, the site's
+    middleware, one small template), and each page's throughput as a ratio to it.  The bare view
+    and the pages take turns, one request each, so that load from elsewhere on the machine falls
+    on all of them alike.
 
 (2) Webhooks: ``--events`` signed POSTs (default 500) of the other customers' real events, each
     with a new event id, signed as Stripe signs them.
@@ -57,6 +61,8 @@ sys.path.insert(0, str(ROOT))  # run as a script: the project's packages (portal
 from bench.emulator_bench import git_commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "portal-latest.json"
+# The bare view's label (bench/bare_urls.py) in the pages table.
+BARE = "bare view"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 DAY = 24 * 60 * 60
 # A renewal invoice is drafted at the period end and finalized and charged an hour later (the
@@ -207,14 +213,16 @@ def seed_page_customer(*, email: str) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from billing import services, sync
-    from billing.models import BillingChange, BillingCustomer, Invoice, Notification, PaymentMethod, Price
+    from billing import sync
+    from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod, Price
+    from billing.services.cards import card_set_backup
+    from billing.services.customers import customer_create
     from tests.portal_support import PASSWORD, deliver_events, emulator_events
 
     client = api()
     user = get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    customer = services.customer_for_user(user=user, email=email, language="en")
+    customer = customer_create(user=user, email=email, language="en")
 
     start = int(time.time()) - 740 * DAY  # so that 24 monthly periods end just before today
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start, "name": "bench"})
@@ -256,7 +264,7 @@ def seed_page_customer(*, email: str) -> dict[str, Any]:
     sync.reconcile_customer(customer_id=customer.pk)
     customer.refresh_from_db()
     card = PaymentMethod.objects.get(customer=customer, stripe_id=backup.id)
-    change = services.card_set_backup(customer=customer, card=card, consent=True, requested_by=user)
+    change = card_set_backup(customer=customer, card=card, consent=True, requested_by=user)
     change.refresh_from_db()
     if change.status != BillingChange.Status.APPLIED:
         raise RuntimeError(f"seeding: the backup card change ended {change.status}: {change.error_message}")
@@ -267,7 +275,13 @@ def seed_page_customer(*, email: str) -> dict[str, Any]:
         "subscription_status": customer.subscriptions.get().status,
         "cards": PaymentMethod.objects.filter(customer=customer).count(),
         "invoices": dict(sorted(invoices.items())),
-        "notifications": Notification.objects.filter(customer=customer).count(),
+        "deliveries": dict(
+            sorted(
+                collections.Counter(
+                    Delivery.objects.filter(customer=customer).values_list("channel", flat=True)
+                ).items()
+            )
+        ),
         "webhook_events_delivered": len(delivered),
         "emulator_events": len(emulator_events()),
         "change_id": str(change.pk),
@@ -300,43 +314,67 @@ def seed_webhook_customers(*, count: int) -> list[str]:
 def bench_pages(
     *, email: str, change_id: str, requests: int, warmup: int, counter: RequestCounter
 ) -> dict[str, Any]:
+    """The bare view and every page, measured alike and in turns, one request each: a burst of
+    other work on the machine then falls on all of them alike, and the ratios to the bare view
+    hold even when the absolute figures move."""
     from django.contrib.auth import get_user_model
-    from django.test import Client
+    from django.test import Client, override_settings
+
+    from bench import bare_urls
 
     client = Client()
     client.force_login(get_user_model().objects.get(email=email))
-    pages = {
+    targets = {
+        BARE: bare_urls.PATH,
         "dashboard": "/",
         "cards": "/cards/",
         "card add": "/cards/add/",
         "change": f"/changes/{change_id}/",
     }
-    results: dict[str, Any] = {}
+
+    def get(path: str) -> None:
+        response = client.get(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {response.status_code}")
+
+    latencies: dict[str, list[float]] = {label: [] for label in targets}
+    stripe_requests = dict.fromkeys(targets, 0)
+    queries: dict[str, list[str]] = {}
     stripe_before = counter.value()
-    for label, path in pages.items():
+    with override_settings(ROOT_URLCONF=bare_urls.__name__):
+        for label, path in targets.items():
+            for _n in range(warmup):
+                get(path)
+            queries[label] = queries_during(lambda path=path: get(path))
+        for _n in range(requests):
+            for label, path in targets.items():
+                before = counter.value()
+                t0 = time.perf_counter()
+                get(path)
+                latencies[label].append(time.perf_counter() - t0)
+                stripe_requests[label] += counter.value() - before
+        sizes = {label: len(client.get(path).content) for label, path in targets.items()}
 
-        def get(_n: int, path: str = path) -> None:
-            response = client.get(path)
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {path} answered {response.status_code}")
-
-        for n in range(warmup):
-            get(n)
-        queries = queries_during(lambda: get(0))
-        page_stripe_before = counter.value()
-        seconds, latencies = timed_loop(requests, get)
-        results[label] = {
+    rows: dict[str, Any] = {}
+    for label, path in targets.items():
+        seconds = sum(latencies[label])
+        rows[label] = {
             "path": path,
             "requests": requests,
             "seconds": round(seconds, 3),
             "requests_per_second": round(requests / seconds, 1),
-            "sql_queries": len(queries),
-            "sql": [query[:300] for query in queries],
-            "stripe_requests": counter.value() - page_stripe_before,
-            "bytes": len(client.get(path).content),
-            **latency_summary(latencies),
+            "sql_queries": len(queries[label]),
+            "sql": [query[:300] for query in queries[label]],
+            "stripe_requests": stripe_requests[label],
+            "bytes": sizes[label],
+            **latency_summary(latencies[label]),
         }
-    return {"pages": results, "stripe_requests": counter.value() - stripe_before}
+    bare = rows.pop(BARE)
+    bare_seconds = sum(latencies[BARE])
+    for label, row in rows.items():
+        # Throughput as a share of the bare view's: as many requests each, so a ratio of times.
+        row["ratio_to_bare"] = round(bare_seconds / sum(latencies[label]), 3)
+    return {"bare_view": bare, "pages": rows, "stripe_requests": counter.value() - stripe_before}
 
 
 # --------------------------------------------------------------------------- (2) webhooks
@@ -495,18 +533,22 @@ def print_table(results: dict[str, Any]) -> None:
     seeded = results["seeded"]
     print(
         f"  page customer: subscription {seeded['subscription_status']}, {seeded['cards']} cards, "
-        f"invoices {seeded['invoices']}, {seeded['notifications']} notifications"
+        f"invoices {seeded['invoices']}, deliveries {seeded['deliveries']}"
     )
     print()
-    pages = results["pages"]["pages"]
+    pages = results["pages"]
     print(
-        f"{'page':<14}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'SQL':>6}{'Stripe':>8}"
+        f"{'page':<14}{'requests':>9}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+        f"{'SQL':>6}{'Stripe':>8}"
     )
-    for label, row in pages.items():
+    for label, row in ((BARE, pages["bare_view"]), *pages["pages"].items()):
+        ratio = f"{row.get('ratio_to_bare', 1):.2f}"
         print(
-            f"{label:<14}{row['requests']:>9}{row['requests_per_second']:>9.0f}{row['p50_ms']:>9.2f}"
+            f"{label:<14}{row['requests']:>9}{row['requests_per_second']:>9.0f}{ratio:>7}{row['p50_ms']:>9.2f}"
             f"{row['p95_ms']:>9.2f}{row['max_ms']:>9.2f}{row['sql_queries']:>6}{row['stripe_requests']:>8}"
         )
+    print("  (ratio = req/s as a share of the bare view's: login required, the same middleware, one small")
+    print("   template; it and the pages take turns, one request each)")
     print("  (SQL = queries for one request; Stripe = requests the emulator received; must be 0)")
     print()
     hooks = results["webhooks"]
