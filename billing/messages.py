@@ -27,7 +27,7 @@ from django.conf import settings
 from django.template import TemplateDoesNotExist, engines
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.functional import Promise
+from django.utils.functional import Promise, lazy
 from django.utils.translation import gettext_lazy as _
 from pydantic import BaseModel, ConfigDict
 
@@ -107,13 +107,26 @@ class Rendered:
     html: str
 
 
+def _portal_url() -> str:
+    return str(settings.PORTAL_BASE_URL).rstrip("/") + reverse("portal:dashboard")
+
+
+def _action_url(message: Message, facts: Facts) -> str:
+    return message.action_url(facts)
+
+
+# Made only if a template shows them.  In-app lines do not, and the dashboard lists several.
+_lazy_action_url = lazy(_action_url, str)
+_lazy_portal_url = lazy(_portal_url, str)
+
+
 def _context(*, message: Message, facts: Facts, customer: BillingCustomer) -> dict[str, Any]:
     return {
         "f": facts,
         "customer": customer,
-        "action_url": message.action_url(facts),
+        "action_url": _lazy_action_url(message, facts),
         "action_label": message.action_label,
-        "portal_url": settings.PORTAL_BASE_URL.rstrip("/") + reverse("portal:dashboard"),
+        "portal_url": _lazy_portal_url(),
         "message": message,
     }
 
