@@ -40,9 +40,15 @@ def to_major(*, amount: int, currency: str) -> Decimal:
 
 def format_money(*, amount: int, currency: str, language: str | None = None) -> str:
     """1900, "eur" → "€19.00" (en), "€ 19,00" (nl), "19,00 €" (sv)."""
-    return format_currency(
-        to_major(amount=amount, currency=currency), currency.upper(), locale=_locale(language)
-    )
+    return _money(amount, currency.upper(), _locale(language))
+
+
+# Babel takes tens of microseconds per amount or date, and a page shows the same few again and
+# again.  The text depends on nothing but the arguments (no customer, no time zone), so it is
+# kept, up to a bound.
+@functools.lru_cache(maxsize=4096)
+def _money(amount: int, currency: str, locale: Locale) -> str:
+    return format_currency(to_major(amount=amount, currency=currency), currency, locale=locale)
 
 
 def format_day(
@@ -53,7 +59,12 @@ def format_day(
         return ""
     if isinstance(value, dt.datetime):
         value = timezone.localtime(value).date()
-    return format_date(value, format=style, locale=_locale(language))
+    return _day(value, style, _locale(language))
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(value: dt.date, style: str, locale: Locale) -> str:
+    return format_date(value, format=style, locale=locale)
 
 
 @functools.cache
