@@ -11,12 +11,23 @@ import dataclasses
 import functools
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from billing import changes, policy
 from billing.changes import ChangeKind, ChangeResult
 from billing.errors import OUTAGE_CODES
-from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod, Subscription
+from billing.models import (
+    BillingChange,
+    BillingCustomer,
+    Delivery,
+    Invoice,
+    PaymentMethod,
+    Price,
+    Subscription,
+    Tier,
+)
+from billing.reads import CustomerRead
 from billing.state import LIVE_STATUSES, SubscriptionState, subscription_state
 
 # How many of the latest messages the dashboard lists.
@@ -40,9 +51,46 @@ def change_for(*, customer: BillingCustomer, change_id: Any) -> BillingChange | 
     return BillingChange.objects.filter(customer=customer, pk=change_id).first()
 
 
+# The reads every dashboard, cards page or add-card page makes, compiled to SQL once (billing/reads.py).
+_OPEN_INVOICES = CustomerRead(
+    Invoice,
+    lambda customer_id: Invoice.objects.filter(customer_id=customer_id, status=Invoice.Status.OPEN).order_by(
+        "created"
+    ),
+)
+_CARDS = CustomerRead(
+    PaymentMethod, lambda customer_id: PaymentMethod.objects.filter(customer_id=customer_id)
+)
+# The plan's name and interval come in the subscription's own row (see _with_plan).
+_SUBSCRIPTIONS = CustomerRead(
+    Subscription,
+    lambda customer_id: (
+        Subscription.objects.filter(customer_id=customer_id)
+        .annotate(
+            plan_tier_id=F("price__tier_id"),
+            plan_tier_name=F("price__tier__name"),
+            plan_interval=F("price__interval"),
+        )
+        .order_by("-created")[:10]
+    ),
+)
+_OPEN_CHANGES = CustomerRead(
+    BillingChange,
+    lambda customer_id: BillingChange.objects.filter(
+        customer_id=customer_id, status__in=OPEN_CHANGE_STATUSES
+    ).order_by("-created_at")[:10],
+)
+_RECENT_MESSAGES = CustomerRead(
+    Delivery,
+    lambda customer_id: Delivery.objects.filter(
+        customer_id=customer_id, channel=Delivery.Channel.IN_APP
+    ).order_by("-created_at")[:RECENT_MESSAGES],
+)
+
+
 def open_invoices(*, customer: BillingCustomer) -> list[Invoice]:
     """Invoices waiting for money, oldest first (the order they are retried in)."""
-    return list(Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created"))
+    return _OPEN_INVOICES(customer_id=customer.pk)
 
 
 def live_subscriptions(*, customer: BillingCustomer) -> list[Subscription]:
@@ -54,14 +102,35 @@ def other_cards(*, customer: BillingCustomer, card: PaymentMethod) -> int:
 
 
 def current_subscription(*, customer: BillingCustomer) -> Subscription | None:
-    """The subscription the dashboard is about: a live one first, else the most recent."""
-    subs = list(
-        Subscription.objects.filter(customer=customer).select_related("price__tier").order_by("-created")[:10]
+    """The subscription the dashboard is about: a live one first, else the most recent.  Its
+    `price.tier.name` and `price.get_interval_display()` cost no further query."""
+    subs = _SUBSCRIPTIONS(customer_id=customer.pk)
+    current = next((sub for sub in subs if sub.status in LIVE_STATUSES), subs[0] if subs else None)
+    if current is not None:
+        _with_plan(current)
+    return current
+
+
+def _with_plan(sub: Subscription) -> None:
+    """Make `sub.price` and its `tier` from the columns the subscription's read joined in.
+
+    Read with the subscription rather than kept per process: a price's amount never changes (a
+    new amount is a new row), but sync_catalog renames tiers in place, and pages show what the
+    database says.  The instances hold what pages show of them, the tier's name and the price's
+    interval; any other field is deferred, and reading it costs a query, as after .only().
+    """
+    # The annotations, which CustomerRead set as attributes, are taken off again.
+    plan = vars(sub)
+    tier_id, tier_name, interval = (
+        plan.pop("plan_tier_id"),
+        plan.pop("plan_tier_name"),
+        plan.pop("plan_interval"),
     )
-    for sub in subs:
-        if sub.status in LIVE_STATUSES:
-            return sub
-    return subs[0] if subs else None
+    if sub.price_id is None:
+        return
+    price = Price.from_db(sub._state.db, ["id", "tier_id", "interval"], [sub.price_id, tier_id, interval])
+    price.tier = Tier.from_db(sub._state.db, ["id", "name"], [tier_id, tier_name])
+    sub.price = price
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +192,7 @@ class Dashboard:
 
     @functools.cached_property
     def cards(self) -> list[PaymentMethod]:
-        return list(PaymentMethod.objects.filter(customer=self.customer))
+        return _CARDS(customer_id=self.customer.pk)
 
     @functools.cached_property
     def _default_card_id(self) -> str:
@@ -146,10 +215,11 @@ class Dashboard:
 
     @functools.cached_property
     def _activity(self) -> _Activity:
-        changes = BillingChange.objects.filter(customer=self.customer, status__in=OPEN_CHANGE_STATUSES)
         return _Activity(
             open_invoices=open_invoices(customer=self.customer),
-            open_changes=[change_view(change=change) for change in changes.order_by("-created_at")[:10]],
+            open_changes=[
+                change_view(change=change) for change in _OPEN_CHANGES(customer_id=self.customer.pk)
+            ],
             messages=recent_messages(customer=self.customer),
         )
 
@@ -176,11 +246,7 @@ def dashboard(*, customer: BillingCustomer) -> Dashboard:
 
 def recent_messages(*, customer: BillingCustomer) -> list[Delivery]:
     """The latest in-app messages, newest first (the customer's record of what happened)."""
-    found = list(
-        Delivery.objects.filter(customer=customer, channel=Delivery.Channel.IN_APP).order_by("-created_at")[
-            :RECENT_MESSAGES
-        ]
-    )
+    found = _RECENT_MESSAGES(customer_id=customer.pk)
     for delivery in found:
         delivery.customer = customer  # rendering the line needs no query for it
     return found
