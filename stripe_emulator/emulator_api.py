@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 
 from . import billing, stripejs
 from .errors import StripeError
-from .resources import intents, payment_methods
+from .resources import clocks, intents, payment_methods
+from .routing import render
 from .state import DEFAULT_SETTINGS
 
 if TYPE_CHECKING:
@@ -104,8 +105,24 @@ def deliveries(emulator: Emulator, body: dict[str, Any], query: dict[str, str]) 
 
 @_route("POST", "/_emulator/webhooks/flush")
 def flush(emulator: Emulator, body: dict[str, Any], query: dict[str, str]) -> Reply:
-    idle = emulator.dispatcher.idle(float(body.get("timeout", 10)))
+    """Wait until nothing is due now or in flight; with ``{"endpoint": "we_..."}``, until that
+    endpoint has nothing queued or in flight at all, retries scheduled later included."""
+    timeout = float(body.get("timeout", 10))
+    if body.get("endpoint"):
+        idle = emulator.dispatcher.settled(str(body["endpoint"]), timeout)
+    else:
+        idle = emulator.dispatcher.idle(timeout)
     return _json(200 if idle else 504, {"idle": idle})
+
+
+@_route("POST", "/_emulator/test_clocks/{clock_id}/wait")
+def wait_for_clock(emulator: Emulator, body: dict[str, Any], query: dict[str, str], clock_id: str) -> Reply:
+    """Answer once an advancing test clock is ready again (504 after ``timeout`` seconds)."""
+    clock = clocks.wait_until_ready(emulator.state, clock_id, float(body.get("timeout", 30)))
+    if clock is None:
+        return _json(504, {"error": {"type": "api_error", "message": f"Test clock {clock_id} is still advancing."}})
+    with emulator.state.lock:
+        return _json(200, render(emulator.state, clock))
 
 
 @_route("POST", "/_emulator/intents/{intent_id}/authenticate")

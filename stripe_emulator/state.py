@@ -69,6 +69,9 @@ class RequestContext:
 class State:
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: Notified (under ``lock``) whenever a test clock settles, is deleted, or everything is
+        #: reset, so that a caller can wait for a clock instead of polling it.
+        self.clocks_changed = threading.Condition(self.lock)
         self.reset()
 
     def reset(self) -> None:
@@ -83,6 +86,7 @@ class State:
             self.request = threading.local()
             self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
             self.deliveries: list[dict[str, Any]] = []
+            self.clocks_changed.notify_all()
 
     # ids and time -------------------------------------------------------------------
 

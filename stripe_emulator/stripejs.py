@@ -88,8 +88,38 @@ challenge; no real card is involved.</p>
   <button id="test-source-authorize-3ds" class="complete" type="submit" name="outcome" value="approve">Complete</button>
   <button id="test-source-fail-3ds" class="fail" type="submit" name="outcome" value="fail">Fail</button>
 </form>
-</main>"""
+</main>{_ready_script(intent_id)}"""
     return 200, _HTML, _page("3D Secure 2 Test Page", body)
+
+
+def _ready_script(intent_id: str) -> str:
+    """Tells the stand-in when this page, shown in its dialog, can take a click.
+
+    The page is usually a cross-site frame, and Chromium routes a click by what the compositor
+    last drew, not by the DOM: until the merchant page's frame embedding this one has been
+    drawn, a click on a button here goes to the merchant page's <iframe> element and is lost
+    (no request). Parsed, loaded, and even this page's own animation frames all come too early.
+    So: after this page's first paint, and two of its frames later (a first paint can be
+    reported before its frame is sent), it says so; the stand-in then waits two of the merchant
+    page's frames before marking the dialog ready."""
+    message = {"__stripeEmulator": True, "type": "3ds-ready", "intent": intent_id}
+    return f"""<script>
+(function () {{
+  if (window.parent === window) {{ return; }}
+  function ready() {{
+    requestAnimationFrame(function () {{
+      requestAnimationFrame(function () {{ window.parent.postMessage({_js_literal(message)}, '*'); }});
+    }});
+  }}
+  var types = (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes) || [];
+  if (types.indexOf('paint') >= 0) {{
+    new PerformanceObserver(function (list, observer) {{ observer.disconnect(); ready(); }})
+      .observe({{type: 'paint', buffered: true}});
+  }} else {{
+    window.addEventListener('load', ready);
+  }}
+}})();
+</script>"""
 
 
 def _complete_challenge(emulator: Emulator, intent_id: str, raw: bytes) -> Reply:

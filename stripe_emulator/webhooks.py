@@ -43,7 +43,7 @@ class Dispatcher:
         self.state = state
         self.cond = threading.Condition()
         self.queue: list[_Delivery] = []
-        self.in_flight = 0
+        self.delivering: list[_Delivery] = []
         self.seq = 0
         self.stopped = False
         self.threads: list[threading.Thread] = []
@@ -72,7 +72,8 @@ class Dispatcher:
                 due += self.random.uniform(0, 0.05 * window)
             self.queue.append(_Delivery(due, self.seq, event_id, endpoint_id, attempt))
             self.queue.sort()
-            self.cond.notify()
+            # All: a single wake-up could go to a caller of idle() or settled() instead of a worker.
+            self.cond.notify_all()
 
     # consumer side -----------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class Dispatcher:
         with self.cond:
             self.queue.clear()
             self._seeded = False
+            self.cond.notify_all()
 
     def idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is queued due now or in flight; retries scheduled later don't count."""
@@ -102,12 +104,20 @@ class Dispatcher:
         with self.cond:
             while True:
                 soon = [d for d in self.queue if d.due <= time.monotonic() + 0.25]
-                if not soon and self.in_flight == 0:
+                if not soon and not self.delivering:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self.cond.wait(min(remaining, 0.05))
+
+    def settled(self, endpoint_id: str, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued or in flight for one endpoint, retries scheduled later
+        included, so that every event sent to it so far has had its final delivery attempt."""
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: not any(d.endpoint_id == endpoint_id for d in (*self.queue, *self.delivering)), timeout
+            )
 
     def _run(self) -> None:
         while True:
@@ -118,12 +128,14 @@ class Dispatcher:
                 if self.stopped:
                     return
                 delivery = self.queue.pop(0)
-                self.in_flight += 1
+                self.delivering.append(delivery)
             try:
+                # A retry is queued inside _deliver, before this delivery stops counting as in
+                # flight, so settled() never sees a gap between the two.
                 self._deliver(delivery)
             finally:
                 with self.cond:
-                    self.in_flight -= 1
+                    self.delivering.remove(delivery)
                     self.cond.notify_all()
 
     def _deliver(self, delivery: _Delivery) -> None:

@@ -55,6 +55,7 @@ def delete_clock(state: State, params: dict[str, Any], id: str) -> dict[str, Any
     state.jobs.pop(id, None)
     emit(state, "test_helpers.test_clock.deleted", clock)
     state.delete(clock)
+    state.clocks_changed.notify_all()
     return {"id": id, "object": "test_helpers.test_clock", "deleted": True}
 
 
@@ -86,3 +87,20 @@ def _advance(state: State, clock_id: str, target: int) -> None:
                 before = render_before(state, clock)
                 clock.update(frozen_time=target, status="ready", status_details={})
                 emit(state, "test_helpers.test_clock.ready", clock, previous=before)
+            state.clocks_changed.notify_all()
+
+
+def wait_until_ready(state: State, clock_id: str, timeout: float) -> dict[str, Any] | None:
+    """The clock once it is ready again, or None if ``timeout`` seconds pass first.
+
+    Stripe's clients can only poll an advancing clock; an emulator in the same process (or a
+    caller of ``/_emulator/test_clocks/<id>/wait``) can be told the moment it settles instead.
+    An unknown or deleted clock raises NotFound, as retrieving it would."""
+
+    def ready() -> bool:
+        return bool(state.get("test_helpers.test_clock", clock_id, label="test clock")["status"] == "ready")
+
+    with state.clocks_changed:
+        if not state.clocks_changed.wait_for(ready, timeout):
+            return None
+        return state.get("test_helpers.test_clock", clock_id, label="test clock")

@@ -150,6 +150,8 @@
       overlay.setAttribute('role', 'dialog');
       overlay.setAttribute('aria-modal', 'true');
       overlay.setAttribute('aria-label', '3D Secure authentication');
+      // Busy until the bank's page says it is on screen and can take input (see onMessage).
+      overlay.setAttribute('aria-busy', 'true');
       overlay.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:rgba(26,31,54,.55);'
         + 'display:flex;align-items:center;justify-content:center;padding:8px;box-sizing:border-box;';
       var box = document.createElement('div');
@@ -188,7 +190,16 @@
         if (event.origin !== challengeOrigin || event.source !== frame.contentWindow) {
           return;
         }
-        if (data && data.__stripeEmulator && data.type === '3ds-complete' && data.intent === intentId) {
+        if (!data || !data.__stripeEmulator || data.intent !== intentId) {
+          return;
+        }
+        if (data.type === '3ds-ready') {
+          // The bank's page has painted, but clicks are routed by what the compositor last drew,
+          // and this page's frame embedding it may still be on its way: let two pass first.
+          requestAnimationFrame(function () {
+            requestAnimationFrame(function () { overlay.setAttribute('aria-busy', 'false'); });
+          });
+        } else if (data.type === '3ds-complete') {
           finish();
         }
       }

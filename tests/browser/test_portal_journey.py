@@ -24,12 +24,11 @@ from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMetho
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
-from .conftest import LivePortal, Shopper, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, bank_challenge, open_tab, playwright_sync
 
 expect = playwright_sync.expect
 
 CARD_FRAME = "iframe[title='Secure payment input frame']"
-CHALLENGE_FRAME = "iframe[title='3D Secure authentication']"
 DAY = 86400
 
 
@@ -60,23 +59,10 @@ def _type_card(card: Any, number: str, expiry: str = "12/34", cvc: str = "123") 
 
 
 def _approve_3ds(page: Any) -> None:
-    dialog = page.get_by_role("dialog", name="3D Secure authentication")
-    expect(dialog).to_be_visible()
-    button = page.frame_locator(CHALLENGE_FRAME).locator("#test-source-authorize-3ds")
-    expect(button).to_be_visible()
-    # The bank's page is a cross-site frame (its own renderer).  In full, loaded runs Chromium
-    # now and then drops the first click on a frame that has just been attached: no request is
-    # made at all (seen in CI).  That is the browser's input routing, not the portal, so the
-    # click is repeated until the bank's form really submits; everything after it is asserted.
-    for _ in range(2):
-        button.click()
-        try:
-            expect(dialog).to_be_hidden(timeout=8_000)
-            return
-        except AssertionError:
-            if not button.is_visible():
-                break  # submitted, the answer is on its way
-    expect(dialog).to_be_hidden(timeout=20_000)
+    bank_challenge(page).locator("#test-source-authorize-3ds").click()
+    # Closing waits on a round trip to the bank (the emulator), which shares the CPUs with the
+    # live server and its webhook traffic in a full run: a generous deadline, not a pause.
+    expect(page.get_by_role("dialog", name="3D Secure authentication")).to_be_hidden(timeout=20_000)
 
 
 def _approve_payment(page: Any, invoice_result: Any) -> None:
@@ -130,10 +116,10 @@ def _customer_whose_renewal_failed(portal: LivePortal, *, email: str) -> Billing
     api.v1.payment_methods.detach(good.id)
     # A month and a bit later: the renewal invoice is finalized (after an hour) and its payment fails.
     api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 32 * DAY})
-    deadline = time.monotonic() + 30
-    while api.v1.test_helpers.test_clocks.retrieve(clock.id).status != "ready":
-        assert time.monotonic() < deadline, "the test clock did not finish advancing"
-        time.sleep(0.02)
+    # A Stripe client polls until the clock is ready; the emulator can answer when it is.
+    requests.post(
+        f"{portal.emulator.url}/_emulator/test_clocks/{clock.id}/wait", json={"timeout": 30}, timeout=35
+    ).raise_for_status()
     sync.reconcile_customer(customer_id=customer.pk)
     return BillingCustomer.objects.get(pk=customer.pk)
 
@@ -152,7 +138,7 @@ def test_card_with_3d_secure_becomes_the_default_everywhere(
 
     _type_card(card, "4000 0025 0000 3155")
     page.get_by_role("button", name="Save card").click()
-    expect(page.frame_locator(CHALLENGE_FRAME).locator("#test-source-authorize-3ds")).to_be_visible()
+    expect(bank_challenge(page).locator("#test-source-authorize-3ds")).to_be_visible()
     page.screenshot(path=str(artifacts / "card-add-3ds.png"))
     _approve_3ds(page)
 
@@ -266,7 +252,7 @@ def test_payment_approval_that_fails_says_so_on_the_page(
     _approve_payment(page, invoice_result)
 
     dialog = page.get_by_role("dialog", name="3D Secure authentication")
-    page.frame_locator(CHALLENGE_FRAME).locator("#test-source-fail-3ds").click()
+    bank_challenge(page).locator("#test-source-fail-3ds").click()
     expect(dialog).to_be_hidden()
     expect(invoice_result.get_by_role("alert")).to_have_text(
         "Your bank did not approve the payment, so nothing was charged. Please try again, or use another card."
@@ -338,7 +324,7 @@ def test_card_the_bank_does_not_approve_is_not_saved(
     _type_card(card, "4000 0025 0000 3155")
     page.get_by_role("button", name="Save card").click()
     dialog = page.get_by_role("dialog", name="3D Secure authentication")
-    page.frame_locator(CHALLENGE_FRAME).locator("#test-source-fail-3ds").click()
+    bank_challenge(page).locator("#test-source-fail-3ds").click()
     expect(dialog).to_be_hidden()
 
     expect(page.locator("#card-errors")).to_have_text(

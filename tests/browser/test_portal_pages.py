@@ -16,7 +16,6 @@ from tests.portal_support import PASSWORD, make_customer
 
 from .conftest import LivePortal, Shopper, open_tab, playwright_sync
 from .test_portal_journey import (
-    CHALLENGE_FRAME,
     _approve_3ds,
     _change_result,
     _customer_whose_renewal_failed,
@@ -47,7 +46,7 @@ def test_card_authenticated_when_saved_pays_the_failed_invoice_without_a_second_
         "Your unpaid invoice of €19.00 is now paid."
     )
     expect(page.get_by_role("button", name="Approve payment")).to_have_count(0)
-    expect(page.frame_locator(CHALLENGE_FRAME).locator("body")).to_have_count(0)
+    expect(page.get_by_role("dialog", name="3D Secure authentication")).to_have_count(0)
     page.screenshot(path=str(artifacts / "change-3ds-once-paid.png"), full_page=True)
     assert live_portal.api.v1.invoices.retrieve(unpaid.stripe_id).status == "paid"
 

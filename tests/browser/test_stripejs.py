@@ -14,12 +14,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import stripe
 
-from .conftest import MerchantSite, Shopper, playwright_sync
+from .conftest import MerchantSite, Shopper, bank_challenge, playwright_sync
 
 expect = playwright_sync.expect
 
 CARD_FRAME = "iframe[title='Secure payment input frame']"
-CHALLENGE_FRAME = "iframe[title='3D Secure authentication']"
 
 
 def _setup_intent(client: stripe.StripeClient) -> tuple[str, Any]:
@@ -98,7 +97,7 @@ def test_3d_secure_challenge_completed_saves_the_card(
 
     dialog = shopper.page.get_by_role("dialog", name="3D Secure authentication")
     expect(dialog).to_be_visible()
-    challenge = shopper.page.frame_locator(CHALLENGE_FRAME)
+    challenge = bank_challenge(shopper.page)
     expect(challenge.get_by_role("heading", name="3D Secure 2 Test Page")).to_be_visible()
     shopper.page.screenshot(path=str(artifacts / "3ds-challenge.png"))
     challenge.get_by_role("button", name="Complete").click()
@@ -117,7 +116,7 @@ def test_3d_secure_challenge_failed_shows_an_error_and_saves_nothing(
     _type_card(card, "4000002500003155")
     _submit(shopper)
 
-    shopper.page.frame_locator(CHALLENGE_FRAME).get_by_role("button", name="Fail").click()
+    bank_challenge(shopper.page).get_by_role("button", name="Fail").click()
 
     expect(shopper.page.get_by_role("dialog", name="3D Secure authentication")).to_be_hidden()
     expect(_result(shopper)).to_have_text(re.compile("authenticat", re.IGNORECASE))
@@ -268,7 +267,7 @@ def test_customer_pays_with_a_card_that_needs_3d_secure(
     _type_card(card, "4000002760003184")
     _submit(shopper, "Pay now")
 
-    challenge = shopper.page.frame_locator(CHALLENGE_FRAME)
+    challenge = bank_challenge(shopper.page)
     expect(challenge.get_by_text("20.00 EUR")).to_be_visible()
     challenge.get_by_role("button", name="Complete").click()
 
@@ -289,7 +288,7 @@ def test_payment_confirmed_by_the_server_is_finished_with_handle_next_action(
     page.goto(f"{merchant_site.url}/?{urlencode({'client_secret': intent.client_secret, 'flow': 'next_action'})}")
     _submit(shopper, "Authenticate payment")
 
-    page.frame_locator(CHALLENGE_FRAME).get_by_role("button", name="Complete").click()
+    bank_challenge(page).get_by_role("button", name="Complete").click()
 
     expect(_result(shopper)).to_have_text("Payment succeeded.")
     assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"

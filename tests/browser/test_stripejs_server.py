@@ -56,6 +56,8 @@ def test_challenge_refuses_an_unknown_outcome_and_answers_once(
     assert "<title>3D Secure 2 Test Page</title>" in page
     assert 'id="test-source-authorize-3ds"' in page and 'id="test-source-fail-3ds"' in page
     assert "5.00 USD" in page
+    # In a frame, it tells the stand-in once it is on screen and can take a click.
+    assert '"type": "3ds-ready", "intent": "' + intent.id + '"' in page
 
     assert _get(url, b"outcome=maybe")[0] == 400
     status, _, page = _get(url, b"outcome=approve")

@@ -15,7 +15,7 @@ import stripe
 
 from stripe_emulator.app import Emulator
 
-from .support import catalog, customer_on_clock, emulator_post, event_types, raw, subscribe
+from .support import DAY, JAN_1, catalog, customer_on_clock, emulator_post, event_types, raw, subscribe
 
 
 def _free_port() -> int:
@@ -144,3 +144,31 @@ def test_emulator_settings_refuse_unknown_names(fresh_emulator: Emulator) -> Non
     else:
         raise AssertionError("an unknown setting was accepted")
     assert raw(fresh_emulator.url, "GET", "/_emulator/health", key=None)[2]["ok"] is True
+
+
+def test_an_advancing_test_clock_can_be_waited_for(client: stripe.StripeClient, fresh_emulator: Emulator) -> None:
+    """Stripe's clients poll an advancing clock; the emulator answers the moment it is ready."""
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    subscribe(client, customer.id, prices.monthly.id)
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": JAN_1 + 40 * DAY})
+
+    settled = emulator_post(fresh_emulator.url, f"/_emulator/test_clocks/{clock.id}/wait", {"timeout": 30})
+    assert (settled["id"], settled["status"], settled["frozen_time"]) == (clock.id, "ready", JAN_1 + 40 * DAY)
+    # Everything the advance ran is there by then: the renewal was invoiced and its events sent.
+    assert client.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready"
+    assert len(client.v1.invoices.list(params={"customer": customer.id}).data) == 2
+    assert len(client.v1.events.list(params={"type": "test_helpers.test_clock.ready"}).data) == 2  # created, advanced
+
+
+def test_waiting_for_a_clock_that_does_not_settle_times_out(fresh_emulator: Emulator,
+                                                           client: stripe.StripeClient) -> None:
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1})
+    with fresh_emulator.state.lock:
+        fresh_emulator.state.find(clock.id)["status"] = "advancing"  # as if its advance never finished
+    status, _headers, body = raw(fresh_emulator.url, "POST", f"/_emulator/test_clocks/{clock.id}/wait",
+                                 '{"timeout": 0.2}', headers={"Content-Type": "application/json"}, key=None)
+    assert status == 504 and "still advancing" in body["error"]["message"]
+    missing = raw(fresh_emulator.url, "POST", "/_emulator/test_clocks/clock_missing/wait",
+                  '{"timeout": 0.2}', headers={"Content-Type": "application/json"}, key=None)
+    assert missing[0] == 404

@@ -160,3 +160,19 @@ def test_chaos_mode_reorders_deliveries(client: stripe.StripeClient, receiver: R
     arrived = [e["data"]["object"]["id"] for e in events]
     assert sorted(arrived) == sorted(created)
     assert arrived != created
+
+
+def test_flushing_an_endpoint_waits_out_its_retries(client: stripe.StripeClient, receiver: Receiver,
+                                                    fresh_emulator: Emulator) -> None:
+    """Flushed for one endpoint, every event sent to it has had its last attempt: here the
+    third, after two refusals and the backoff between them."""
+    emulator_post(fresh_emulator.url, "/_emulator/settings", {"webhook_retry_base_seconds": 0.3})
+    receiver.fail_first = 2
+    endpoint = client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["customer.created"]})
+    client.v1.customers.create()
+
+    flushed = emulator_post(fresh_emulator.url, "/_emulator/webhooks/flush", {"endpoint": endpoint.id, "timeout": 10})
+    assert flushed == {"idle": True}
+    assert [e["type"] for e in receiver.events()] == ["customer.created"]
+    assert [d["status"] for d in fresh_emulator.state.deliveries] == [500, 500, 200]
+    assert fresh_emulator.dispatcher.settled(endpoint.id, timeout=0)
