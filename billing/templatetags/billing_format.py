@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django import template
+from django.utils import timezone
+from django.utils.translation import get_language
 
 from billing.messages import MESSAGES, facts_of, render
 from billing.models import Delivery
@@ -30,6 +32,23 @@ def day(value: dt.datetime | dt.date | None, style: str = "long") -> str:
 @register.simple_tag
 def in_app_line(delivery: Delivery) -> str:
     """A delivery's line in the portal's list of messages, in the active language (escaped)."""
+    key = (delivery.pk, get_language(), str(timezone.get_current_timezone()))
+    line = _LINES.get(key)
+    if line is None:
+        if len(_LINES) >= _MOST_LINES:
+            _LINES.clear()
+        line = _LINES[key] = _line(delivery)
+    return line
+
+
+# A delivery's facts never change once written, so its line in one language and time zone is the
+# same text every time the dashboard shows it: written once per process, not per page view.  Keyed
+# by the delivery's own id, so no customer is ever shown another's line.
+_LINES: dict[tuple[int, str | None, str], str] = {}
+_MOST_LINES = 4096
+
+
+def _line(delivery: Delivery) -> str:
     message = MESSAGES.get(delivery.message)
     if message is None:
         return ""

@@ -12,4 +12,6 @@ from portal.views.common import customer_view
 @require_GET
 @customer_view
 def dashboard(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
-    return render(request, "portal/dashboard.html", {"view": selectors.dashboard(customer=customer)})
+    return render(
+        request, "portal/dashboard.html", {"view": selectors.dashboard(customer=customer).read_all()}
+    )

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from billing import selectors
 from billing.models import BillingCustomer, Delivery, PaymentMethod, Price, Subscription, Tier
 from billing.reads import CustomerRead
+from billing.reads import together as reads_together
 from tests.billing.support import add_mirror_rows, mirror_customer
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +125,22 @@ def test_a_read_not_scoped_to_one_customer_or_not_of_plain_rows_is_refused(
 ) -> None:
     with pytest.raises(ValueError):
         CustomerRead(PaymentMethod, queryset)(customer_id=1)
+
+
+def test_reads_together_give_what_each_gives_alone_one_statement_each() -> None:
+    """The dashboard's reads go to the database together (one round trip on PostgreSQL): the same
+    instances as read one by one, and still one SQL statement per read, counted as such."""
+    mine, theirs = _two_customers()
+    reads = list(READS.values())
+    for customer in (mine, theirs):
+        alone = [[_as_read(i) for i in read(customer_id=customer.pk)] for read in reads]
+        with CaptureQueriesContext(connection) as queries:
+            together = reads_together(customer.pk, *reads)
+        assert [[_as_read(i) for i in found] for found in together] == alone
+        assert len(queries) == len(reads)
+    # The dashboard's view model reads everything this way, and shows the same as read lazily.
+    lazy = selectors.dashboard(customer=mine)
+    eager = selectors.dashboard(customer=mine).read_all()
+    for part in ("subscription", "cards", "open_invoices", "messages", "default_card", "backup_card"):
+        assert repr(getattr(eager, part)) == repr(getattr(lazy, part)), part
+    assert [v.change.pk for v in eager.open_changes] == [v.change.pk for v in lazy.open_changes]
