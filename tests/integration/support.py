@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 CELERY = [sys.executable, "-m", "celery"]
 ARTIFACTS = REPO / "artifacts" / "integration"
 # Short, so that a task whose worker was killed comes back within a test (production: 600 s).
-VISIBILITY_TIMEOUT_SECONDS = 10
+VISIBILITY_TIMEOUT_SECONDS = 5
 # The workers' retry policy (BILLING_POLICY): the same rules, shorter waits.
 FAST_RETRIES = {
     name: {"backoff": {"delays_seconds": [1, 2, 4], "max_seconds": 4}} for name in ("changes", "events", "messages")
@@ -124,14 +124,10 @@ class Worker:
         return self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        """At the end of a test: cold shutdown (what it was doing stays unacked, and the broker
-        is emptied after the test anyway), then SIGKILL if even that takes too long."""
-        if self.alive:
-            os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """At the end of a test: SIGKILL, as a lost machine would.  Nothing of it is needed any
+        more (the broker is emptied after the test; PostgreSQL rolls back what it left open when
+        its connections drop), and a warm or cold shutdown only waits on the pool (~1.5 s)."""
+        self.kill()
         self._log_file.close()
 
 
