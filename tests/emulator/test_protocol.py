@@ -187,10 +187,10 @@ def test_a_publishable_key_reaches_only_what_stripe_js_may(fresh_emulator: Emula
 def test_a_request_its_client_gave_up_on_still_completes_and_can_be_waited_for(fresh_emulator: Emulator) -> None:
     """A client's timeout is no cancellation: Stripe finishes the request, and the same key then
     replays its answer.  `requests_idle` is how a test waits for that instead of sleeping."""
-    emulator_post(fresh_emulator.url, "/_emulator/faults", {"delay_seconds": 1.0, "path_prefix": "/v1/customers",
+    emulator_post(fresh_emulator.url, "/_emulator/faults", {"delay_seconds": 0.5, "path_prefix": "/v1/customers",
                                                             "method": "POST"})
     hasty = stripe.StripeClient("sk_test_emulator", base_addresses={"api": fresh_emulator.url},
-                                max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.2))
+                                max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.1))
     with pytest.raises(stripe.APIConnectionError):
         hasty.v1.customers.create(params={"email": "late@example.com"}, options={"idempotency_key": "late-1"})
     assert not fresh_emulator.requests_idle(timeout=0)

@@ -59,7 +59,9 @@ def _concrete(route: str, *, card_id: int, change_id: str) -> str:
 
 
 def _payloads(url: str) -> Iterator[dict[str, Any]]:
-    for value in HOSTILE:
+    # allauth's forms, tested by allauth, get the values that most often break a stack: unicode,
+    # CR/LF, NUL and length; our own views get every one.
+    for value in HOSTILE if not url.startswith("/accounts/") else HOSTILE[:4]:
         yield dict.fromkeys(FIELDS, value)
     # Wrong types: lists where one value is expected, and nothing at all.
     yield {field: ["a", "b"] for field in FIELDS}
