@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +24,8 @@ class Receiver:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.fail_first = 0
         self.lock = threading.Lock()
+        # Notified at each delivery, so a test waits for the deliveries themselves.
+        self.arrived = threading.Condition(self.lock)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +40,7 @@ class Receiver:
                         receiver.fail_first -= 1
                     else:
                         receiver.received.append((dict(self.headers), body))
+                        receiver.arrived.notify_all()
                 self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -52,12 +54,10 @@ class Receiver:
             return [json.loads(body) for _headers, body in self.received]
 
     def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.events()) >= count:
-                return self.events()
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} deliveries, got {len(self.events())}")
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.received) >= count, timeout=timeout):
+                raise AssertionError(f"expected {count} deliveries, got {len(self.received)}")
+        return self.events()
 
 
 @pytest.fixture()
