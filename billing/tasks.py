@@ -48,7 +48,9 @@ def _eager() -> bool:
 @shared_task(bind=True, max_retries=None)
 def apply_change(self: Any, change_id: str) -> str:
     changes.apply(change_id=change_id)
-    change = BillingChange.objects.get(pk=change_id)
+    change = BillingChange.objects.filter(pk=change_id).first()
+    if change is None:  # gone with its customer
+        return "gone"
     if change.status == BillingChange.Status.PENDING and change.error_code in OUTAGE_CODES:
         _come_back(self, change.next_attempt_at)
     return change.status
@@ -87,6 +89,7 @@ def process_event(self: Any, event_pk: int) -> str:
     status = handlers.process(event_pk=event_pk)
     if status == StripeEvent.Status.RETRYING:
         event = StripeEvent.objects.get(pk=event_pk)
+        # Only Stripe being unreachable is worth coming back for at once; a bug waits for the sweep.
         if event.last_error.startswith(StripeUnavailable.__name__):
             _come_back(self, event.next_attempt_at)
     return status
@@ -116,8 +119,8 @@ def send_delivery(self: Any, delivery_id: int) -> bool:
     try:
         return outbox.send(delivery_id=delivery_id)
     except channels.ChannelUnavailable:
-        delivery = Delivery.objects.get(pk=delivery_id)
-        if delivery.status == Delivery.Status.PENDING:
+        delivery = Delivery.objects.filter(pk=delivery_id).first()
+        if delivery is not None and delivery.status == Delivery.Status.PENDING:
             _come_back(self, delivery.send_after)
         return False
 
