@@ -114,6 +114,8 @@ def test_failed_deliveries_are_retried_with_backoff(client: stripe.StripeClient,
     _endpoint(client, receiver)
     client.v1.customers.create()
     event = receiver.wait_for(1)[0]
+    # The emulator writes an attempt down once the endpoint has answered it.
+    assert fresh_emulator.dispatcher.idle()
     attempts = [d for d in fresh_emulator.state.deliveries if d["event"] == event["id"]]
     assert [(d["attempt"], d["status"]) for d in attempts] == [(1, 500), (2, 500), (3, 200)]
     assert attempts[2]["at"] - attempts[1]["at"] >= attempts[1]["at"] - attempts[0]["at"]  # backing off
