@@ -17,30 +17,35 @@ Deliver = Callable[..., Any]
 _synced: dict[str, Any] = {}
 
 
-@pytest.fixture()
-def catalog(db: None, stripe_emulated: Emulator, tmp_path_factory: pytest.TempPathFactory) -> None:
+def restore_catalog(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The declared catalog in the emulator and the database, as `sync_catalog` leaves them.
 
     Synced for real once per session; later tests get the same state restored (some fifty Stripe
-    requests fewer each).  tests/billing/test_commands.py tests the sync itself."""
+    requests fewer each).  tests/billing/test_commands.py tests the sync itself.  The emulator's
+    state is replaced: do it before anything else is set up in it."""
     from billing.catalog_sync import sync_catalog
 
     if not _synced:
         sync_catalog()
         path = tmp_path_factory.mktemp("catalog") / "emulator.json"
-        stripe_emulated.save(path)
+        emulator.save(path)
         _synced.update(
             path=path,
             tiers=list(Tier.objects.values()),
             prices=list(Price.objects.values()),
         )
         return
-    stripe_emulated.load(pathlib.Path(_synced["path"]))
+    emulator.load(pathlib.Path(_synced["path"]))
     # New primary keys (PostgreSQL's sequences don't move for given ones), the same everything else.
     tiers = {row["id"]: Tier.objects.create(**{**row, "id": None}) for row in _synced["tiers"]}
     Price.objects.bulk_create(
         Price(**{**row, "id": None, "tier_id": tiers[row["tier_id"]].pk}) for row in _synced["prices"]
     )
+
+
+@pytest.fixture()
+def catalog(db: None, stripe_emulated: Emulator, tmp_path_factory: pytest.TempPathFactory) -> None:
+    restore_catalog(stripe_emulated, tmp_path_factory)
 
 
 @pytest.fixture()

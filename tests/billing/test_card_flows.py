@@ -104,7 +104,10 @@ def test_set_default_moves_it_on_customer_and_subscription(
     # The email says what the card will pay next, from the subscription's state.
     renewal = subscriber.subscriptions.get().current_period_end
     with timezone.override(customer_zone("")):
-        assert f"Your next payment: €19.00 on {format_day(value=renewal, language='en')}." in mail.outbox[-1].body
+        assert (
+            f"Your next payment: €19.00 on {format_day(value=renewal, language='en')}."
+            in mail.outbox[-1].body
+        )
     assert list(
         Delivery.objects.filter(channel=Delivery.Channel.EMAIL)
         .order_by("created_at")

@@ -372,12 +372,12 @@ def test_a_slow_stripe_leaves_the_change_pending_for_the_customer_and_a_worker_f
     settings: Any,
     committed: Callable[[], Any],
 ) -> None:
-    """Stripe takes a second and a half: longer than a page may wait, well within a worker's
+    """Stripe takes 0.6 s: longer than this page may wait (0.2 s here), well within a worker's
     patience.  The page gets a pending change; the worker's try (same idempotency keys) applies it."""
-    settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS = 0.5
+    settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS = 0.2
     settings.STRIPE_TIMEOUT_SECONDS = 5.0
     customer, _visa, mastercard = two_cards
-    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", delay_seconds=1.5, count=2)
+    _fault(stripe_emulated, path_prefix="/v1/customers/", method="POST", delay_seconds=0.6, count=2)
     with committed():
         response = logged_in(customer).post(f"/cards/{mastercard.pk}/default/", follow=True)
     assert "Pending: we are sending this to our payment provider." in response.content.decode()

@@ -177,10 +177,10 @@ def test_payment_stripe_made_but_we_never_heard_of_is_not_made_again(
     customer = customer_owing
     invoice = Invoice.objects.get(customer=customer)
     setup_intent = confirmed_setup_intent(customer=customer)
-    settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS = 0.5
+    settings.STRIPE_INTERACTIVE_TIMEOUT_SECONDS = 0.2
     requests.post(
         f"{stripe_emulated.url}/_emulator/faults",
-        json={"method": "POST", "path_prefix": "/v1/invoices/", "delay_seconds": 1.5},
+        json={"method": "POST", "path_prefix": "/v1/invoices/", "delay_seconds": 0.6},
         timeout=5,
     ).raise_for_status()
 

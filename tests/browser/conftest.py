@@ -28,8 +28,14 @@ PUBLISHABLE_KEY = "pk_test_emulator"
 HERE = pathlib.Path(__file__).parent
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 CHROMIUM = os.environ.get("STRIPE_EMULATOR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
@@ -56,8 +62,9 @@ class Shopper:
 
 def _merchant_handler(stripe_js_url: str) -> type[BaseHTTPRequestHandler]:
     template = (HERE / "merchant.html").read_text()
-    page = (template.replace("{{STRIPE_JS_URL}}", stripe_js_url)
-            .replace("{{PUBLISHABLE_KEY}}", json.dumps(PUBLISHABLE_KEY)))
+    page = template.replace("{{STRIPE_JS_URL}}", stripe_js_url).replace(
+        "{{PUBLISHABLE_KEY}}", json.dumps(PUBLISHABLE_KEY)
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -142,6 +149,7 @@ def open_tab(chromium: Any, **context_options: Any) -> Shopper:
 
     context.route("**/*", guard)
     context.on("request", lambda request: shopper.requests.append(f"{request.method} {request.url}"))
+
     def csp_violation(violation: str) -> None:
         shopper.csp_violations.append(violation)
 
@@ -166,8 +174,13 @@ def shopper(chromium: Any) -> Iterator[Shopper]:
 
 @pytest.fixture()
 def phone_shopper(chromium: Any) -> Iterator[Shopper]:
-    opened = open_tab(chromium, viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
-                   has_touch=True)
+    opened = open_tab(
+        chromium,
+        viewport={"width": 375, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
     yield opened
     opened.page.context.close()
     assert opened.blocked == [], f"requests left loopback: {opened.blocked}"
@@ -283,14 +296,20 @@ def customer_browser(portal_chromium: Any) -> Iterator[Shopper]:
     assert opened.csp_violations == [], f"the Content-Security-Policy refused: {opened.csp_violations}"
 
 
+def _serial_lock(serial: _OneRequestAtATime | None) -> Any:
+    return serial.lock if serial is not None else contextlib.nullcontext()
+
+
 @pytest.fixture()
-def live_portal(live_server: Any, stripe_emulated: Emulator, settings: Any) -> Iterator[LivePortal]:
+def live_portal(
+    live_server: Any, stripe_emulated: Emulator, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LivePortal]:
     """The live portal with the catalog synced, Stripe.js from the emulator and a webhook endpoint
     registered with the emulator, whose signing secret the portal verifies with."""
     from django.db import connections
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
 
-    from billing.catalog_sync import sync_catalog
+    from tests.billing.conftest import restore_catalog
     from tests.portal_support import stripe_client
 
     httpd = live_server.thread.httpd
@@ -301,6 +320,9 @@ def live_portal(live_server: Any, stripe_emulated: Emulator, settings: Any) -> I
         serial = _OneRequestAtATime(original_app)
         httpd.set_app(serial)
     settings.STRIPE_JS_URL = f"{stripe_emulated.url}/v3/"
+    # First: restoring the catalog replaces the emulator's state.
+    with _serial_lock(serial):
+        restore_catalog(stripe_emulated, tmp_path_factory)
     api = stripe_client()
     endpoint = api.v1.webhook_endpoints.create(
         params={"url": f"{live_server.url}/billing/webhooks/stripe/", "enabled_events": ["*"]}
@@ -309,8 +331,6 @@ def live_portal(live_server: Any, stripe_emulated: Emulator, settings: Any) -> I
     portal = LivePortal(
         url=live_server.url, emulator=stripe_emulated, api=api, webhook_endpoint=endpoint.id, _serial=serial
     )
-    with portal.quiet():
-        sync_catalog()
     try:
         yield portal
         # Every webhook reached the portal and was accepted: a rejected one is a bug.
