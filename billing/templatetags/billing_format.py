@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 from django import template
+from django.template.defaultfilters import title
 from django.utils import timezone
-from django.utils.translation import get_language
+from django.utils.html import format_html
+from django.utils.translation import get_language, gettext
 
 from billing.messages import MESSAGES, facts_of, render
-from billing.models import Delivery
+from billing.models import Delivery, PaymentMethod
 from billing.money import format_day, format_money
 from billing.policy import Channel
 
@@ -27,6 +29,22 @@ def money(amount: int | None, currency: str) -> str:
 @register.filter
 def day(value: dt.datetime | dt.date | None, style: str = "long") -> str:
     return format_day(value=value, style=style)
+
+
+@register.simple_tag
+def card_label(card: PaymentMethod) -> str:
+    """A card as pages name it: "Visa •••• 4242 expires 07/2031" (the dashboard shows two, the
+    cards page one per card: a tag, not an included template, is a fifth of the cost)."""
+    expires = gettext("expires %(month)s/%(year)s") % {
+        "month": f"{card.exp_month:02d}",
+        "year": card.exp_year,
+    }
+    return format_html(
+        '<span class="card-label"><span class="brand-name">{}</span> •••• {} <span class="muted">{}</span></span>\n',
+        title(card.brand),
+        card.last4,
+        expires,
+    )
 
 
 @register.simple_tag
