@@ -79,6 +79,8 @@ class ChangeKind(Generic[P, R]):
     Params: type[P]
     Result: type[R]
 
+    # What every kind must define.  Not abstract methods: a kind lacking one is still registered,
+    # so that `manage.py check` (billing/checks.py) names everything it lacks at once.
     def apply(self, *, change: BillingChange, customer: BillingCustomer, params: P) -> R:
         raise NotImplementedError
 
@@ -114,7 +116,7 @@ def result_of(change: BillingChange) -> ChangeResult | None:
 # --------------------------------------------------------------------------- recording
 
 
-def _dedupe_key(kind: ChangeKind[P, Any], params: P, key: str) -> str | None:
+def _dedupe_key(kind: ChangeKind[Any, Any], params: ChangeParams | None, key: str) -> str | None:
     parts = [f"{name}={getattr(params, name)}" for name in kind.dedupe]
     if key:
         parts.append(f"key={key}")
@@ -129,7 +131,9 @@ def submitted(*, customer: BillingCustomer, kind: ChangeKind[Any, Any], key: str
     the caller's key alone: a second submit finds it even once its target is gone)."""
     if not key or kind.dedupe:
         return None
-    return BillingChange.objects.filter(customer=customer, kind=kind.name, dedupe_key=f"key={key}").first()
+    # With no parameters of its own in the key (`dedupe` empty), the caller's key is the whole of it.
+    dedupe_key = _dedupe_key(kind, None, key)
+    return BillingChange.objects.filter(customer=customer, kind=kind.name, dedupe_key=dedupe_key).first()
 
 
 def request(

@@ -239,7 +239,7 @@ def delivery_suppression(
         return None
     if not has_address:
         return "no_address"
-    if category != Category.PAYMENT_CRITICAL and category in opt_outs:
+    if category in opt_outs and may_opt_out(category=category):
         return "opted_out"
     return None
 

@@ -185,18 +185,10 @@ class Dashboard:
 
     def read_all(self) -> Dashboard:
         """Read every part now, in one round trip (the dashboard shows them all)."""
-        subs, cards, invoices, changes, messages = reads.together(
+        subs, cards, *activity = reads.together(
             self.customer.pk, _SUBSCRIPTIONS, _CARDS, _OPEN_INVOICES, _OPEN_CHANGES, _RECENT_MESSAGES
         )
-        self.__dict__.update(
-            subscription=_current(subs),
-            cards=cards,
-            _activity=_Activity(
-                open_invoices=invoices,
-                open_changes=[change_view(change=change) for change in changes],
-                messages=_as_read_by(self.customer, messages),
-            ),
-        )
+        self.__dict__.update(subscription=_current(subs), cards=cards, _activity=self._activity_of(*activity))
         return self
 
     @functools.cached_property
@@ -234,12 +226,17 @@ class Dashboard:
 
     @functools.cached_property
     def _activity(self) -> _Activity:
+        return self._activity_of(
+            *reads.together(self.customer.pk, _OPEN_INVOICES, _OPEN_CHANGES, _RECENT_MESSAGES)
+        )
+
+    def _activity_of(
+        self, invoices: list[Invoice], changes: list[BillingChange], messages: list[Delivery]
+    ) -> _Activity:
         return _Activity(
-            open_invoices=open_invoices(customer=self.customer),
-            open_changes=[
-                change_view(change=change) for change in _OPEN_CHANGES(customer_id=self.customer.pk)
-            ],
-            messages=recent_messages(customer=self.customer),
+            open_invoices=invoices,
+            open_changes=[change_view(change=change) for change in changes],
+            messages=_as_read_by(self.customer, messages),
         )
 
     @property
@@ -261,11 +258,6 @@ class Dashboard:
 
 def dashboard(*, customer: BillingCustomer) -> Dashboard:
     return Dashboard(customer=customer)
-
-
-def recent_messages(*, customer: BillingCustomer) -> list[Delivery]:
-    """The latest in-app messages, newest first (the customer's record of what happened)."""
-    return _as_read_by(customer, _RECENT_MESSAGES(customer_id=customer.pk))
 
 
 def _as_read_by(customer: BillingCustomer, deliveries: list[Delivery]) -> list[Delivery]:

@@ -161,7 +161,8 @@ class Emulator:
                         "going through). Please try again later.", status=409,
                     )
                 self._in_flight.add((key, idem))
-                self.serving(0)
+                with self._served:  # wakes key_in_use()
+                    self._served.notify_all()
                 return None
         stored_fingerprint, status, body, headers = saved
         if stored_fingerprint != fingerprint:

@@ -327,9 +327,12 @@ class CardSetBackup(ChangeKind[CardBackupParams, CardResult]):
         self, *, change: BillingChange, customer: BillingCustomer, params: CardBackupParams
     ) -> CardResult:
         card = _card(customer, params.payment_method)
-        if card.stripe_id == customer.default_payment_method_id:
-            # It became the default while this change waited.
-            raise InvalidRequest("The default card can't also be the backup card.", code="backup_is_default")
+        # The rule again, as things are now: the card may have become the default meanwhile.
+        refusal = policy.backup_refusal(
+            card_id=card.stripe_id, default_card_id=customer.default_payment_method_id, consent=True
+        )
+        if refusal:
+            raise InvalidRequest(refusal, code="backup_is_default")
         assert customer.stripe_customer_id
         updated = gateway.customer_update_metadata(
             customer_id=customer.stripe_customer_id,

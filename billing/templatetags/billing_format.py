@@ -4,6 +4,7 @@ and the line of an in-app message."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django import template
 from django.template.defaultfilters import title
@@ -50,7 +51,13 @@ def card_label(card: PaymentMethod) -> str:
 @register.simple_tag
 def in_app_line(delivery: Delivery) -> str:
     """A delivery's line in the portal's list of messages, in the active language (escaped)."""
-    key = (delivery.pk, get_language(), str(timezone.get_current_timezone()))
+    key = (
+        delivery.customer_id,
+        delivery.message,
+        json.dumps(delivery.context, sort_keys=True),
+        get_language(),
+        str(timezone.get_current_timezone()),
+    )
     line = _LINES.get(key)
     if line is None:
         if len(_LINES) >= _MOST_LINES:
@@ -59,10 +66,11 @@ def in_app_line(delivery: Delivery) -> str:
     return line
 
 
-# A delivery's facts never change once written, so its line in one language and time zone is the
-# same text every time the dashboard shows it: written once per process, not per page view.  Keyed
-# by the delivery's own id, so no customer is ever shown another's line.
-_LINES: dict[tuple[int, str | None, str], str] = {}
+# A line is written from nothing but the message, its facts, the customer, the language and the
+# time zone, so the same ones give the same text every time the dashboard shows it: written once
+# per process, not per page view.  Keyed by all of them (not by the delivery's id, which a
+# database may hand out again), and by the customer, so no one is ever shown another's line.
+_LINES: dict[tuple[int, str, str, str | None, str], str] = {}
 _MOST_LINES = 4096
 
 

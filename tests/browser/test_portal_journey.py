@@ -124,6 +124,20 @@ def _customer_whose_renewal_failed(portal: LivePortal, *, email: str) -> Billing
     return BillingCustomer.objects.get(pk=customer.pk)
 
 
+def _owing_customer_saves_a_3ds_card(portal: LivePortal, page: Any, *, email: str, number: str) -> Invoice:
+    """A customer whose renewal failed logs in, types a card whose bank asks for 3-D Secure to
+    save it, and approves; returns the invoice left unpaid by the renewal."""
+    with portal.quiet():
+        customer = _customer_whose_renewal_failed(portal, email=email)
+        (unpaid,) = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN)
+    _log_in(page, portal, email=email)
+    card = _open_card_form(page)
+    _type_card(card, number)
+    page.get_by_role("button", name="Save card").click()
+    _approve_3ds(page)
+    return unpaid
+
+
 # --------------------------------------------------------------------------- the journeys
 
 
@@ -209,16 +223,9 @@ def test_new_card_pays_the_invoice_that_failed(
 def test_payment_the_bank_wants_approved_is_approved_on_the_change_page(
     live_portal: LivePortal, customer_browser: Shopper
 ) -> None:
-    with live_portal.quiet():
-        customer = _customer_whose_renewal_failed(live_portal, email="ada@example.com")
-        (unpaid,) = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN)
     page = customer_browser.page
-    _log_in(page, live_portal, email="ada@example.com")
-    card = _open_card_form(page)
     # A card whose bank asks for 3-D Secure on every payment: once to save it, once to pay.
-    _type_card(card, "4000 0027 6000 3184")
-    page.get_by_role("button", name="Save card").click()
-    _approve_3ds(page)
+    unpaid = _owing_customer_saves_a_3ds_card(live_portal, page, email="ada@example.com", number="4000 0027 6000 3184")
 
     expect(_change_result(page)).to_contain_text("Visa •••• 3184 is saved and is now your default card")
     invoice_result = page.locator("[data-test=invoice-result]")
@@ -237,15 +244,8 @@ def test_payment_the_bank_wants_approved_is_approved_on_the_change_page(
 def test_payment_approval_that_fails_says_so_on_the_page(
     live_portal: LivePortal, customer_browser: Shopper
 ) -> None:
-    with live_portal.quiet():
-        customer = _customer_whose_renewal_failed(live_portal, email="ada@example.com")
-        (unpaid,) = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN)
     page = customer_browser.page
-    _log_in(page, live_portal, email="ada@example.com")
-    card = _open_card_form(page)
-    _type_card(card, "4000 0027 6000 3184")
-    page.get_by_role("button", name="Save card").click()
-    _approve_3ds(page)
+    unpaid = _owing_customer_saves_a_3ds_card(live_portal, page, email="ada@example.com", number="4000 0027 6000 3184")
     expect(_change_result(page)).to_contain_text("Visa •••• 3184 is saved")
     invoice_result = page.locator("[data-test=invoice-result]")
     expect(invoice_result.get_by_role("link", name="Use another card")).to_be_hidden()

@@ -10,19 +10,15 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
-from billing.models import Invoice
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
 from .conftest import LivePortal, Shopper, open_tab, playwright_sync
 from .test_portal_journey import (
-    _approve_3ds,
     _change_result,
-    _customer_whose_renewal_failed,
     _log_in,
     _no_horizontal_scroll,
-    _open_card_form,
-    _type_card,
+    _owing_customer_saves_a_3ds_card,
 )
 
 expect = playwright_sync.expect
@@ -31,15 +27,10 @@ expect = playwright_sync.expect
 def test_card_authenticated_when_saved_pays_the_failed_invoice_without_a_second_check(
     live_portal: LivePortal, customer_browser: Shopper, artifacts: pathlib.Path
 ) -> None:
-    with live_portal.quiet():
-        customer = _customer_whose_renewal_failed(live_portal, email="alan@example.com")
-        (unpaid,) = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN)
     page = customer_browser.page
-    _log_in(page, live_portal, email="alan@example.com")
-    card = _open_card_form(page)
-    _type_card(card, "4000 0025 0000 3155")
-    page.get_by_role("button", name="Save card").click()
-    _approve_3ds(page)
+    unpaid = _owing_customer_saves_a_3ds_card(
+        live_portal, page, email="alan@example.com", number="4000 0025 0000 3155"
+    )
 
     expect(_change_result(page)).to_contain_text("Visa •••• 3155 is saved and is now your default card")
     expect(page.locator("[data-test=invoice-result]")).to_contain_text(
