@@ -20,7 +20,9 @@ from, on SQLite and on PostgreSQL, field by field.
 
 `together()` runs several reads for one customer in one round trip on PostgreSQL (psycopg's
 pipeline mode), still one SQL statement each: the dashboard's five small reads spent more time
-waiting for the database server, one after the other, than working.
+waiting for the database server, one after the other, than working.  On PostgreSQL the server
+also keeps each read's statement prepared for the connection (`_prepared_cursor`): parsing and
+planning the same SQL on every page cost it more than running it.
 
 What can be compiled once is checked when it is: the customer's id must be exactly one of the
 SQL's parameters (so every read is scoped to its customer), and the queryset must make plain
@@ -30,6 +32,7 @@ instances of the model (values() and select_related() are refused, not carried o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -160,8 +163,9 @@ def together(customer_id: int, *reads: CustomerRead[Any]) -> list[list[Any]]:
         params[compiled.customer_param] = int(customer_id)
         statements.append((compiled.sql, params))
     connection.ensure_connection()
-    pipeline = getattr(connection.connection, "pipeline", None) if connection.vendor == "postgresql" else None
-    cursors = [connection.cursor() for _ in statements]
+    postgresql = connection.vendor == "postgresql"
+    pipeline = connection.connection.pipeline if postgresql else None
+    cursors = [_prepared_cursor(connection) if postgresql else connection.cursor() for _ in statements]
     try:
         if pipeline is not None and len(statements) > 1:
             # A statement's error surfaces when the pipeline syncs, outside cursor.execute():
@@ -180,3 +184,44 @@ def together(customer_id: int, *reads: CustomerRead[Any]) -> list[list[Any]]:
         read._instances(alias, conn, compiled, fetched)
         for read, (alias, conn, compiled), fetched in zip(reads, prepared, rows, strict=True)
     ]
+
+
+def _prepared_cursor(connection: BaseDatabaseWrapper) -> Any:
+    """A cursor, wrapped as Django wraps any (so its queries are counted and logged alike), whose
+    statements the PostgreSQL server keeps prepared for the session: a read's SQL never changes,
+    and parsing and planning it again on every page cost the server more than running it (the
+    dashboard's five reads, measured: 0.9 ms in all as plain statements, 0.35 ms prepared).
+
+    Django binds parameters on the client and prepares nothing (its `prepare_threshold` is None,
+    for the sake of transaction-mode connection poolers; the portal connects to PostgreSQL
+    directly).  Only these cursors bind on the server and prepare: Django's own cursors bind on
+    the client, which never prepares whatever the threshold.  psycopg forgets what it prepared on
+    a rollback and after DROP or ALTER, so a migration never meets a stale statement.
+    """
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # None turns preparing off altogether; a threshold never reached leaves it to prepare=True.
+        raw.prepare_threshold = 2**31
+    return connection._prepare_cursor(_preparing_cursor_class()(raw))  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _preparing_cursor_class() -> type[Any]:
+    # Imported when first used: the module needs psycopg, which SQLite runs need not have.
+    from django.db.backends.postgresql import base
+
+    server_binding: Any = base.ServerBindingCursor
+
+    class PreparingCursor(server_binding):  # type: ignore[misc]
+        def execute(
+            self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any
+        ) -> Any:
+            return super().execute(query, params, prepare=True, **kwargs)
+
+        def _maybe_prepare_gen(self, pgq: Any, **kwargs: Any) -> Any:
+            # psycopg notes the query it sends unprepared, not one it sends prepared; Django's
+            # query log (connection.queries, the debug log) reads it from there.
+            self._query = pgq
+            return super()._maybe_prepare_gen(pgq, **kwargs)
+
+    return PreparingCursor

@@ -144,3 +144,24 @@ def test_reads_together_give_what_each_gives_alone_one_statement_each() -> None:
     for part in ("subscription", "cards", "open_invoices", "messages", "default_card", "backup_card"):
         assert repr(getattr(eager, part)) == repr(getattr(lazy, part)), part
     assert [v.change.pk for v in eager.open_changes] == [v.change.pk for v in lazy.open_changes]
+
+
+def test_reads_are_logged_with_their_sql_and_survive_a_change_of_schema() -> None:
+    """On PostgreSQL the reads run as statements the server keeps prepared: the query log still
+    shows their SQL, and a migration that changes a column under a prepared read (here the type of
+    a column it returns) leaves the next read correct, not failing on a stale statement."""
+    customer = mirror_customer(email="schema@example.com", cards=2)
+    with CaptureQueriesContext(connection) as queries:
+        before = selectors._CARDS(customer_id=customer.pk)
+    assert len(queries) == 1 and 'FROM "billing_paymentmethod"' in (queries[0]["sql"] or "")
+    change = (
+        'ALTER TABLE "billing_paymentmethod" ALTER COLUMN "last4" TYPE varchar(12)'
+        if connection.vendor == "postgresql"
+        else 'ALTER TABLE "billing_paymentmethod" ADD COLUMN "extra" integer NULL'
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the rows just made, checked now
+        cursor.execute(change)
+    after = selectors._CARDS(customer_id=customer.pk)
+    assert [_as_read(card) for card in after] == [_as_read(card) for card in before]
