@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 from billing.models import Interval
 
 CURRENCIES = ("eur", "sek", "usd")
@@ -30,6 +33,10 @@ class TierSpec:
     rank: int
     # interval -> currency -> minor units
     amounts: dict[str, dict[str, int]]
+    # What the tier includes, for the Plan page (translated).
+    includes: tuple[Promise, ...] = ()
+    # False: staff move customers to it; the portal doesn't offer it.
+    self_serve: bool = True
 
 
 TIERS: tuple[TierSpec, ...] = (
@@ -42,6 +49,7 @@ TIERS: tuple[TierSpec, ...] = (
             Interval.QUARTER: {"eur": 2500, "sek": 27900, "usd": 2800},
             Interval.YEAR: {"eur": 9000, "sek": 99000, "usd": 10000},
         },
+        includes=(_("1 user"), _("5 projects"), _("Email support")),
     ),
     TierSpec(
         key="standard",
@@ -52,6 +60,7 @@ TIERS: tuple[TierSpec, ...] = (
             Interval.QUARTER: {"eur": 5400, "sek": 56700, "usd": 5700},
             Interval.YEAR: {"eur": 19000, "sek": 199000, "usd": 20000},
         },
+        includes=(_("5 users"), _("Unlimited projects"), _("Email support")),
     ),
     TierSpec(
         key="pro",
@@ -62,9 +71,15 @@ TIERS: tuple[TierSpec, ...] = (
             Interval.QUARTER: {"eur": 13900, "sek": 142200, "usd": 14200},
             Interval.YEAR: {"eur": 49000, "sek": 499000, "usd": 50000},
         },
+        includes=(_("25 users"), _("Unlimited projects"), _("Priority support by phone")),
     ),
 )
 
 
 def lookup_key(*, tier: str, interval: str, currency: str) -> str:
     return f"{tier}_{interval}_{currency}"
+
+
+def spec(key: str) -> TierSpec | None:
+    """The declaration of the tier with this key, if the catalog still has it."""
+    return next((tier for tier in TIERS if tier.key == key), None)

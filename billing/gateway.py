@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import stripe
 from django.conf import settings
@@ -138,11 +138,109 @@ class Card:
 class Subscription:
     id: str
     status: str
+    # The one item our subscriptions have, and its price.
+    item_id: str
+    price_id: str
+    current_period_start: int
+    current_period_end: int
+    schedule_id: str
+    # An update waiting for its invoice to be paid (payment_behavior=pending_if_incomplete).
+    pending_update: bool
+    latest_invoice_id: str
     raw: StripeDict = dataclasses.field(repr=False)
 
     @classmethod
     def of(cls, raw: StripeDict) -> Subscription:
-        return cls(id=str(raw["id"]), status=str(raw.get("status") or ""), raw=raw)
+        items = (raw.get("items") or {}).get("data") or [{}]
+        item = items[0]
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            item_id=str(item.get("id") or ""),
+            price_id=ref_id(item.get("price")),
+            current_period_start=int(item.get("current_period_start") or 0),
+            current_period_end=int(item.get("current_period_end") or 0),
+            schedule_id=ref_id(raw.get("schedule")),
+            pending_update=bool(raw.get("pending_update")),
+            latest_invoice_id=ref_id(raw.get("latest_invoice")),
+            raw=raw,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviewLine:
+    amount: int
+    price_id: str
+    # A credit for unused time or a charge for the rest of a period, not a whole period's price.
+    proration: bool
+    period_start: int
+    period_end: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoicePreview:
+    """What Stripe would invoice for a change (or next, under a schedule)."""
+
+    currency: str
+    total: int
+    amount_due: int
+    period_start: int
+    period_end: int
+    lines: tuple[PreviewLine, ...]
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> InvoicePreview:
+        lines = []
+        for line in (raw.get("lines") or {}).get("data") or []:
+            parent = line.get("parent") or {}
+            details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+            pricing = (line.get("pricing") or {}).get("price_details") or {}
+            period = line.get("period") or {}
+            lines.append(
+                PreviewLine(
+                    amount=int(line.get("amount") or 0),
+                    price_id=ref_id(pricing.get("price")),
+                    proration=bool(details.get("proration")),
+                    period_start=int(period.get("start") or 0),
+                    period_end=int(period.get("end") or 0),
+                )
+            )
+        return cls(
+            currency=str(raw.get("currency") or ""),
+            total=int(raw.get("total") or 0),
+            amount_due=int(raw.get("amount_due") or 0),
+            period_start=int(raw.get("period_start") or 0),
+            period_end=int(raw.get("period_end") or 0),
+            lines=tuple(lines),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    id: str
+    status: str
+    subscription_id: str
+    # (price, start, end) of each phase.
+    phases: tuple[tuple[str, int, int], ...]
+    raw: StripeDict = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> Schedule:
+        phases = tuple(
+            (
+                ref_id(((phase.get("items") or [{}])[0]).get("price")),
+                int(phase.get("start_date") or 0),
+                int(phase.get("end_date") or 0),
+            )
+            for phase in raw.get("phases") or []
+        )
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            subscription_id=ref_id(raw.get("subscription")),
+            phases=phases,
+            raw=raw,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,7 +430,9 @@ def payment_methods_list(*, customer_id: str) -> Iterator[Card]:
 
 
 def subscription_retrieve(*, subscription_id: str) -> Subscription:
-    return Subscription.of(_read(lambda: client().v1.subscriptions.retrieve(subscription_id)))
+    # With its schedule, if any: the mirror shows a change scheduled for the renewal.
+    params: stripe.params.SubscriptionRetrieveParams = {"expand": ["schedule"]}
+    return Subscription.of(_read(lambda: client().v1.subscriptions.retrieve(subscription_id, params=params)))
 
 
 def subscription_set_default_payment_method(
@@ -344,6 +444,115 @@ def subscription_set_default_payment_method(
             lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
             idempotency_key,
         )
+    )
+
+
+def _price_change(*, item_id: str, price_id: str, proration_date: int) -> dict[str, Any]:
+    """The one update a plan change "now" makes, and previews: the item's price swapped, the
+    proration invoiced at once, computed at `proration_date` (so the preview and the change
+    compute the very same amounts)."""
+    return {
+        "items": [{"id": item_id, "price": price_id}],
+        "proration_behavior": "always_invoice",
+        "proration_date": proration_date,
+    }
+
+
+def invoice_preview_price_change(
+    *, customer_id: str, subscription_id: str, item_id: str, price_id: str, proration_date: int
+) -> InvoicePreview:
+    change = _price_change(item_id=item_id, price_id=price_id, proration_date=proration_date)
+    params: stripe.params.InvoiceCreatePreviewParams = {
+        "customer": customer_id,
+        "subscription": subscription_id,
+        "subscription_details": change,  # type: ignore[typeddict-item]
+    }
+    return InvoicePreview.of(_read(lambda: client().v1.invoices.create_preview(params=params)))
+
+
+def subscription_change_price(
+    *, subscription_id: str, item_id: str, price_id: str, proration_date: int, idempotency_key: str
+) -> Subscription:
+    """Swap the price now.  The update waits for its invoice to be paid (pending_if_incomplete): a
+    decline or an unapproved 3-D Secure leaves the subscription on its old price."""
+    params: stripe.params.SubscriptionUpdateParams = {
+        **_price_change(item_id=item_id, price_id=price_id, proration_date=proration_date),  # type: ignore[typeddict-item]
+        "payment_behavior": "pending_if_incomplete",
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def _next_phases(*, current_price_id: str, start: int, end: int, next_price_id: str) -> list[dict[str, Any]]:
+    """Today's price until the end of the period, then the new one (released after one period)."""
+    return [
+        {"items": [{"price": current_price_id}], "start_date": start, "end_date": end},
+        {"items": [{"price": next_price_id}]},
+    ]
+
+
+def invoice_preview_at_renewal(
+    *, customer_id: str, subscription_id: str, current_price_id: str, start: int, end: int, next_price_id: str
+) -> InvoicePreview:
+    """The invoice the subscription would get at its renewal with a new price from then on."""
+    params: stripe.params.InvoiceCreatePreviewParams = {
+        "customer": customer_id,
+        "subscription": subscription_id,
+        "schedule_details": {
+            "end_behavior": "release",
+            "phases": _next_phases(  # type: ignore[typeddict-item]
+                current_price_id=current_price_id, start=start, end=end, next_price_id=next_price_id
+            ),
+        },
+    }
+    return InvoicePreview.of(_read(lambda: client().v1.invoices.create_preview(params=params)))
+
+
+def schedule_retrieve(*, schedule_id: str) -> Schedule:
+    return Schedule.of(_read(lambda: client().v1.subscription_schedules.retrieve(schedule_id)))
+
+
+def schedule_price_at_renewal(
+    *,
+    subscription_id: str,
+    schedule_id: str,
+    current_price_id: str,
+    start: int,
+    end: int,
+    next_price_id: str,
+    idempotency_key: str,
+) -> Schedule:
+    """Put the subscription on a schedule (unless it has one) whose second phase is the new price."""
+    if not schedule_id:
+        created: stripe.params.SubscriptionScheduleCreateParams = {"from_subscription": subscription_id}
+        schedule_id = Schedule.of(
+            _write(
+                lambda o: client().v1.subscription_schedules.create(params=created, options=o),
+                f"{idempotency_key}-create",
+            )
+        ).id
+    params: stripe.params.SubscriptionScheduleUpdateParams = {
+        "end_behavior": "release",
+        "phases": _next_phases(  # type: ignore[typeddict-item]
+            current_price_id=current_price_id, start=start, end=end, next_price_id=next_price_id
+        ),
+    }
+    return Schedule.of(
+        _write(
+            lambda o: client().v1.subscription_schedules.update(schedule_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def schedule_release(*, schedule_id: str, idempotency_key: str) -> Schedule:
+    """The subscription goes on as it is today; the scheduled change is dropped."""
+    return Schedule.of(
+        _write(lambda o: client().v1.subscription_schedules.release(schedule_id, options=o), idempotency_key)
     )
 
 
@@ -369,6 +578,21 @@ def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str
     return Invoice.of(
         _write(lambda o: client().v1.invoices.pay(invoice_id, params=params, options=o), idempotency_key)
     )
+
+
+def invoice_payment_trouble(*, invoice_id: str) -> tuple[Literal["declined", "action_required"], str]:
+    """Why an invoice Stripe just tried to charge is still open: the bank wants the customer
+    (3-D Secure), or it declined (with Stripe's decline code)."""
+    params: stripe.params.InvoiceRetrieveParams = {"expand": ["payments.data.payment.payment_intent"]}
+    raw = _read(lambda: client().v1.invoices.retrieve(invoice_id, params=params))
+    payments = (raw.get("payments") or {}).get("data") or []
+    intent = ((payments[0].get("payment") or {}).get("payment_intent") if payments else None) or {}
+    if not isinstance(intent, dict):
+        return "declined", ""
+    if intent.get("status") == "requires_action":
+        return "action_required", ""
+    error = intent.get("last_payment_error") or {}
+    return "declined", str(error.get("decline_code") or error.get("code") or "")
 
 
 def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[Invoice]:

@@ -32,6 +32,14 @@ def _subscription(customer: BillingCustomer, event: StripeEvent) -> None:
     sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
 
 
+def _schedule(customer: BillingCustomer, event: StripeEvent) -> None:
+    """A schedule's news is its subscription's: what it changes to next, and when."""
+    schedule = gateway.schedule_retrieve(schedule_id=event.object_id)
+    if schedule.subscription_id:
+        data = gateway.subscription_retrieve(subscription_id=schedule.subscription_id)
+        sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
+
+
 def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:
     invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
     sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
@@ -63,6 +71,11 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.pending_update_applied": _subscription,
     "customer.subscription.pending_update_expired": _subscription,
     "customer.subscription.trial_will_end": _subscription,
+    "subscription_schedule.created": _schedule,
+    "subscription_schedule.updated": _schedule,
+    "subscription_schedule.released": _schedule,
+    "subscription_schedule.canceled": _schedule,
+    "subscription_schedule.completed": _schedule,
     "invoice.created": _invoice,
     "invoice.finalized": _invoice,
     "invoice.updated": _invoice,

@@ -62,7 +62,7 @@ def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, sta
         "customer": customer,
         "status": data["status"],
         "stripe_price_id": price.get("id", ""),
-        "price": Price.objects.filter(stripe_price_id=price.get("id")).first() if price.get("id") else None,
+        "price": _price(price.get("id")),
         "quantity": item.get("quantity") or 1,
         "currency": data.get("currency") or price.get("currency") or customer.currency,
         "unit_amount": price.get("unit_amount") or 0,
@@ -79,8 +79,49 @@ def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, sta
         "latest_invoice_id": gateway.ref_id(data.get("latest_invoice")),
         "created": _ts(data.get("created")) or state_at,
         "stripe_state_at": state_at,
+        **_pending(data),
+        **_scheduled(data, existing, current_price=price.get("id")),
     }
     Subscription.objects.update_or_create(stripe_id=data["id"], defaults=values)
+
+
+def _price(stripe_price_id: str | None) -> Price | None:
+    return Price.objects.filter(stripe_price_id=stripe_price_id).first() if stripe_price_id else None
+
+
+def _pending(data: StripeDict) -> dict[str, Any]:
+    pending = data.get("pending_update") or {}
+    items = pending.get("subscription_items") or []
+    price = gateway.ref_id(items[0].get("price") if items else None)
+    return {"pending_price": _price(price), "pending_expires_at": _ts(pending.get("expires_at"))}
+
+
+def _scheduled(
+    data: StripeDict, existing: Subscription | None, *, current_price: str | None
+) -> dict[str, Any]:
+    """The price a schedule moves the subscription to next, and when.  Read from the schedule when
+    the subscription comes with it expanded (billing.gateway.subscription_retrieve); an answer
+    naming the same schedule unexpanded (the one to another update) leaves what is known."""
+    schedule = data.get("schedule")
+    if not schedule:
+        return {"schedule_id": "", "scheduled_price": None, "scheduled_at": None}
+    if not isinstance(schedule, dict):
+        if existing is not None and existing.schedule_id == schedule:
+            return {}
+        return {"schedule_id": str(schedule), "scheduled_price": None, "scheduled_at": None}
+    upcoming = None
+    if schedule.get("status") in ("active", "not_started"):
+        end = ((schedule.get("current_phase") or {}).get("end_date")) or 0
+        for phase in schedule.get("phases") or []:
+            price = gateway.ref_id(((phase.get("items") or [{}])[0]).get("price"))
+            if phase.get("start_date", 0) >= end and price and price != current_price:
+                upcoming = (price, phase["start_date"])
+                break
+    return {
+        "schedule_id": str(schedule.get("id") or ""),
+        "scheduled_price": _price(upcoming[0]) if upcoming else None,
+        "scheduled_at": _ts(upcoming[1]) if upcoming else None,
+    }
 
 
 def payment_method_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_at: dt.datetime) -> None:

@@ -43,6 +43,17 @@ class Subscription(models.Model):
     pause_resumes_at = models.DateTimeField(null=True, blank=True)
     default_payment_method_id = models.CharField(max_length=255, blank=True)
     latest_invoice_id = models.CharField(max_length=255, blank=True)
+    # A plan change scheduled for the renewal (a Stripe subscription schedule's next phase).
+    schedule_id = models.CharField(max_length=255, blank=True)
+    scheduled_price = models.ForeignKey(
+        Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # An upgrade Stripe applies once its invoice is paid (payment_behavior=pending_if_incomplete).
+    pending_price = models.ForeignKey(
+        Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    pending_expires_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField()
     stripe_state_at = models.DateTimeField()
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,3 +65,29 @@ def deliver(django_capture_on_commit_callbacks: Any) -> Deliver:
 def committed(django_capture_on_commit_callbacks: Any) -> Callable[[], Any]:
     """`with committed(): ...` runs what the block leaves for after its commit (tasks, emails)."""
     return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+class StripeSwitch:
+    """Takes the emulator down (connections refused, state kept, same port) and back up."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.down = False
+
+    def __call__(self) -> None:
+        self.emulator.stop()
+        self.down = True
+
+    def back(self) -> None:
+        if self.down:
+            self.emulator.start()
+            self.down = False
+
+
+@pytest.fixture()
+def stripe_down(emulator: Emulator) -> Iterator[StripeSwitch]:
+    """`stripe_down()` takes Stripe down; it is back after the test whatever happens, or earlier
+    with `stripe_down.back()`."""
+    switch = StripeSwitch(emulator)
+    yield switch
+    switch.back()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from billing import changes, policy, tasks
 from billing.models import BillingChange, BillingCustomer, Delivery, Invoice
 from billing.services import cards
 from stripe_emulator.app import Emulator
+from tests.billing.conftest import StripeSwitch
 from tests.billing.support import card_added, confirmed_setup_intent, successful_charges
 from tests.portal_support import logged_in, make_customer, stripe_client
 
@@ -31,32 +32,6 @@ def customer_owing() -> BillingCustomer:
     customer = make_customer(email="owing@example.com", card="pm_card_chargeCustomerFail")
     assert Invoice.objects.get(customer=customer).status == Invoice.Status.OPEN
     return customer
-
-
-class StripeSwitch:
-    """Takes the emulator down (connections refused, state kept, same port) and back up."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.down = False
-
-    def __call__(self) -> None:
-        self.emulator.stop()
-        self.down = True
-
-    def back(self) -> None:
-        if self.down:
-            self.emulator.start()
-            self.down = False
-
-
-@pytest.fixture()
-def stripe_down(emulator: Emulator) -> Iterator[StripeSwitch]:
-    """`stripe_down()` takes Stripe down; it is back after the test whatever happens, or earlier
-    with `stripe_down.back()`."""
-    switch = StripeSwitch(emulator)
-    yield switch
-    switch.back()
 
 
 def _apply_when_due(change: BillingChange, committed: Callable[[], Any] | None = None) -> int:

@@ -1,0 +1,194 @@
+"""Plan changes from the preview to Stripe and back: the amount shown is the amount charged, a
+change at the renewal is scheduled (and can be dropped), a stale preview is refused rather than
+charged, an outage leaves the change pending and applied once, and one customer can't touch
+another's subscription."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from billing import tasks
+from billing.errors import Refused
+from billing.models import BillingChange, BillingCustomer, Delivery, Price, Subscription
+from billing.plans import When
+from billing.services import plans
+from tests.billing.conftest import StripeSwitch
+from tests.portal_support import make_customer, stripe_client
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+Status = BillingChange.Status
+
+
+def _sub(customer: BillingCustomer) -> Subscription:
+    return Subscription.objects.select_related("price__tier").get(customer=customer)
+
+
+def _price(key: str) -> Price:
+    return Price.objects.select_related("tier").get(lookup_key=key)
+
+
+def _preview(customer: BillingCustomer, key: str, when: When) -> plans.Preview:
+    return plans.preview(customer=customer, subscription=_sub(customer), target=_price(key), when=when)
+
+
+def _stripe_sub(customer: BillingCustomer) -> Any:
+    return stripe_client().v1.subscriptions.retrieve(_sub(customer).stripe_id)
+
+
+def test_an_upgrade_charges_exactly_the_preview_and_changes_the_plan(committed: Callable[[], Any]) -> None:
+    customer = make_customer(email="up@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    assert shown.charge_now > 0 and shown.credit > 0
+    assert shown.next_amount == 4900
+
+    with committed():
+        change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    assert change.status == Status.APPLIED, change.error_message
+    result = plans.PlanChangeResult.model_validate(change.result)
+    invoice = stripe_client().v1.invoices.retrieve(result.invoice)
+    assert (invoice.status, invoice.amount_paid) == ("paid", shown.charge_now)
+    assert result.charged == shown.charge_now
+    assert _stripe_sub(customer)["items"].data[0].price.id == _price("pro_month_eur").stripe_price_id
+    assert _sub(customer).price == _price("pro_month_eur")
+    [message] = [m for m in mail.outbox if "Pro" in m.subject]
+    assert message.subject == "Your plan is now Pro (monthly)"
+    assert "€" in message.body
+
+
+def test_a_new_interval_now_starts_a_new_period_and_charges_the_preview(committed: Callable[[], Any]) -> None:
+    customer = make_customer(email="yearly@example.com", price="standard_month_eur")
+    shown = _preview(customer, "standard_year_eur", When.NOW)
+    assert shown.charge_now == 19000 - shown.credit
+    assert (shown.next_at - shown.effective_at).days in (365, 366)
+
+    with committed():
+        change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert stripe_client().v1.invoices.retrieve(result.invoice).amount_paid == shown.charge_now
+    sub = _sub(customer)
+    assert sub.price == _price("standard_year_eur")
+    assert sub.current_period_end == shown.next_at
+
+
+def test_a_downgrade_is_scheduled_for_the_renewal_shown_and_can_be_dropped(
+    committed: Callable[[], Any],
+) -> None:
+    customer = make_customer(email="down@example.com", price="pro_month_eur")
+    period_end = _sub(customer).current_period_end
+    shown = _preview(customer, "basic_month_eur", When.RENEWAL)
+    assert (shown.charge_now, shown.next_amount, shown.effective_at) == (0, 900, period_end)
+    with pytest.raises(Refused):
+        _preview(customer, "basic_month_eur", When.NOW)
+
+    with committed():
+        change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    assert change.status == Status.APPLIED, change.error_message
+    sub = _sub(customer)
+    # Nothing changes today; the mirror knows what comes, and when.
+    assert sub.price == _price("pro_month_eur")
+    assert (sub.scheduled_price, sub.scheduled_at) == (_price("basic_month_eur"), period_end)
+    schedule = stripe_client().v1.subscription_schedules.retrieve(sub.schedule_id)
+    assert [p["items"][0].price for p in schedule.phases] == [
+        _price("pro_month_eur").stripe_price_id,
+        _price("basic_month_eur").stripe_price_id,
+    ]
+    assert any("changes to Basic (monthly)" in m.subject for m in mail.outbox)
+
+    with committed():
+        dropped = plans.plan_schedule_cancel(customer=customer, subscription=sub, requested_by=customer.user)
+    assert dropped.status == Status.APPLIED, dropped.error_message
+    sub = _sub(customer)
+    assert (sub.scheduled_price, sub.schedule_id) == (None, "")
+    assert _stripe_sub(customer).schedule is None
+    assert any(m.subject == "You stay on Pro (monthly)" for m in mail.outbox)
+
+
+def test_a_change_now_replaces_one_scheduled_for_the_renewal(committed: Callable[[], Any]) -> None:
+    customer = make_customer(email="replace@example.com", price="standard_month_eur")
+    plans.plan_change(
+        customer=customer,
+        shown=_preview(customer, "basic_month_eur", When.RENEWAL),
+        requested_by=customer.user,
+    )
+    assert _sub(customer).scheduled_price == _price("basic_month_eur")
+    change = plans.plan_change(
+        customer=customer, shown=_preview(customer, "pro_month_eur", When.NOW), requested_by=customer.user
+    )
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert result.replaced_scheduled == "Basic (monthly)"
+    sub = _sub(customer)
+    assert (sub.price, sub.scheduled_price) == (_price("pro_month_eur"), None)
+    assert _stripe_sub(customer).schedule is None
+
+
+def test_a_preview_made_stale_is_refused_not_charged() -> None:
+    customer = make_customer(email="stale@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    # Another tab changes the plan after the preview was shown.
+    other = _preview(customer, "standard_year_eur", When.NOW)
+    plans.plan_change(customer=customer, shown=other, requested_by=customer.user)
+    invoices_before = len(
+        stripe_client().v1.invoices.list(params={"customer": customer.stripe_customer_id}).data
+    )
+
+    change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    assert (change.status, change.error_code) == (Status.FAILED, "preview_stale")
+    after = stripe_client().v1.invoices.list(params={"customer": customer.stripe_customer_id}).data
+    assert len(after) == invoices_before
+    assert _sub(customer).price == _price("standard_year_eur")
+
+
+def test_a_double_submit_makes_one_change() -> None:
+    customer = make_customer(email="twice@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    first = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user, key="form-1")
+    second = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user, key="form-1")
+    assert first.pk == second.pk
+    assert BillingChange.objects.filter(customer=customer, kind="plan_change").count() == 1
+
+
+def test_a_change_confirmed_while_stripe_is_down_is_applied_once_when_it_is_back(
+    stripe_down: StripeSwitch, committed: Callable[[], Any]
+) -> None:
+    customer = make_customer(email="outage@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    stripe_down()
+    change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    assert change.status == Status.PENDING
+    stripe_down.back()
+    with committed():
+        tasks.apply_change(change_id=change.pk)
+        tasks.apply_change(change_id=change.pk)
+    change.refresh_from_db()
+    assert change.status == Status.APPLIED
+    paid = [
+        i
+        for i in stripe_client().v1.invoices.list(params={"customer": customer.stripe_customer_id}).data
+        if i.billing_reason == "subscription_update"
+    ]
+    assert [i.amount_paid for i in paid] == [shown.charge_now]
+    assert Delivery.objects.filter(customer=customer, message="plan_changed").count() == 2  # email + in-app
+
+
+def test_when_stripe_cant_preview_nothing_can_be_confirmed_from_it(stripe_down: StripeSwitch) -> None:
+    customer = make_customer(email="nopreview@example.com", price="standard_month_eur")
+    stripe_down()
+    from billing.errors import StripeUnavailable
+
+    with pytest.raises(StripeUnavailable):
+        _preview(customer, "pro_month_eur", When.NOW)
+
+
+def test_one_customer_cant_change_anothers_subscription() -> None:
+    mine = make_customer(email="mine-plan@example.com", price="standard_month_eur")
+    theirs = make_customer(email="theirs-plan@example.com", price="standard_month_eur")
+    shown = _preview(theirs, "pro_month_eur", When.NOW)
+    with pytest.raises(Exception) as refused:
+        plans.plan_change(customer=mine, shown=shown, requested_by=mine.user)
+    assert "not the customer's" in str(refused.value)
+    assert _sub(theirs).price == _price("standard_month_eur")
