@@ -14,13 +14,15 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from billing import changes, policy, reads
+from billing import catalog, changes, policy, reads
+from billing import plans as policy_plans
 from billing.changes import ChangeKind, ChangeResult
 from billing.errors import OUTAGE_CODES
 from billing.models import (
     BillingChange,
     BillingCustomer,
     Delivery,
+    Interval,
     Invoice,
     PaymentMethod,
     Price,
@@ -70,6 +72,8 @@ _SUBSCRIPTIONS = CustomerRead(
             plan_tier_id=F("price__tier_id"),
             plan_tier_name=F("price__tier__name"),
             plan_interval=F("price__interval"),
+            # What the dashboard says of a change scheduled for the renewal.
+            scheduled_tier_name=F("scheduled_price__tier__name"),
         )
         .order_by("-created")[:10]
     ),
@@ -283,3 +287,86 @@ def _banners(view: Dashboard) -> list[Banner]:
         if expiring and not backup_ok:
             banners.append(Banner(kind="card_expiring", card=card))
     return banners
+
+
+# --------------------------------------------------------------------------- the Plan page
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOption:
+    """One tier on one interval as the Plan page offers it."""
+
+    price: Price
+    includes: tuple[Any, ...]
+    saving: policy_plans.Saving | None
+    current: bool
+    scheduled: bool
+    # When it may take effect (the default first), or why it can't be chosen.
+    timings: tuple[policy_plans.When, ...]
+    refusal: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanPage:
+    subscription: Subscription | None
+    state: SubscriptionState | None
+    currency: str
+    # Tier by tier, the intervals in order (monthly, quarterly, yearly).
+    tiers: list[tuple[Tier, list[PlanOption]]]
+
+
+_INTERVAL_ORDER = {"month": 0, "quarter": 1, "year": 2}
+
+
+def plan_page(*, customer: BillingCustomer) -> PlanPage:
+    """The catalog in the customer's currency, with the current plan marked: two queries, whatever
+    the catalog's size; Stripe is not asked (the preview of a choice comes after the page)."""
+    from billing.services.plans import plan_of, situation_of  # services import this module
+
+    subs = list(
+        Subscription.objects.select_related("price__tier", "scheduled_price__tier")
+        .filter(customer=customer)
+        .order_by("-created")[:10]
+    )
+    sub = next((s for s in subs if s.status in LIVE_STATUSES), subs[0] if subs else None)
+    state = subscription_state(subscription=sub, now=timezone.now()) if sub is not None else None
+    currency = sub.currency if sub is not None else customer.currency
+    prices = list(
+        Price.objects.select_related("tier")
+        .filter(active=True, currency=currency, stripe_price_id__isnull=False)
+        .order_by("tier__rank")
+    )
+    current = sub.price if sub is not None and state is not None and state.live else None
+    situation = situation_of(customer=customer, subscription=sub) if current is not None and sub else None
+    monthly = {p.tier_id: p.unit_amount for p in prices if p.interval == "month"}
+    tiers: dict[int, tuple[Tier, list[PlanOption]]] = {}
+    for price in sorted(prices, key=lambda p: (p.tier.rank, _INTERVAL_ORDER.get(p.interval, 9))):
+        spec = catalog.spec(price.tier.key)
+        option_timings: tuple[policy_plans.When, ...] = ()
+        refusal = None
+        if current is not None and situation is not None:
+            target = plan_of(price)
+            move = policy_plans.move_of(current=plan_of(current), target=target)
+            if move is not None:
+                option_timings = policy_plans.timings(move=move)
+            refusal = policy_plans.refusal(
+                situation=situation,
+                current=plan_of(current),
+                target=target,
+                when=option_timings[0] if option_timings else policy_plans.When.NOW,
+            )
+        option = PlanOption(
+            price=price,
+            includes=spec.includes if spec is not None else (),
+            saving=policy_plans.saving(
+                monthly_amount=monthly.get(price.tier_id, 0),
+                amount=price.unit_amount,
+                months=catalog.MONTHS_PER_INTERVAL.get(Interval(price.interval), 1),
+            ),
+            current=current is not None and price.pk == current.pk,
+            scheduled=sub is not None and sub.scheduled_price_id == price.pk,
+            timings=option_timings,
+            refusal=refusal,
+        )
+        tiers.setdefault(price.tier_id, (price.tier, []))[1].append(option)
+    return PlanPage(subscription=sub, state=state, currency=currency, tiers=list(tiers.values()))

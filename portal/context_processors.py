@@ -12,6 +12,7 @@ NAV = {
     "dashboard": "portal:dashboard",
     "cards": "portal:cards",
     "card_add": "portal:card_add",
+    "plan": "portal:plan",
     "account": "account_email",
     "logout": "account_logout",
     "language": "portal:language",

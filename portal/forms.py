@@ -39,3 +39,13 @@ class BackupForm(CardActionForm):
 
 class LanguageForm(forms.Form):
     language = forms.ChoiceField(choices=settings.LANGUAGES)
+
+
+class PlanPreviewForm(forms.Form):
+    price = forms.RegexField(regex=r"^[a-z0-9_]{1,200}$", max_length=200)
+    when = forms.ChoiceField(choices=[("now", "now"), ("renewal", "renewal")])
+
+
+class PlanConfirmForm(CardActionForm):
+    # The preview the customer saw, signed by us (its amounts and the moment it prorates to).
+    preview = forms.CharField(max_length=4000)

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cards, changes, dashboard, preferences
+from portal.views import cards, changes, dashboard, plans, preferences
 
 app_name = "portal"
 
@@ -19,6 +19,10 @@ portal_patterns = [
     path("cards/<int:card_id>/default/", cards.card_default, name="card_default"),
     path("cards/<int:card_id>/backup/", cards.card_backup, name="card_backup"),
     path("cards/<int:card_id>/remove/", cards.card_remove, name="card_remove"),
+    path("plan/", plans.plan, name="plan"),
+    path("plan/preview/", plans.plan_preview, name="plan_preview"),
+    path("plan/confirm/", plans.plan_confirm, name="plan_confirm"),
+    path("plan/scheduled/cancel/", plans.plan_schedule_cancel, name="plan_schedule_cancel"),
     path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
     path("changes/<uuid:change_id>/retry/", changes.change_retry, name="change_retry"),
     path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),

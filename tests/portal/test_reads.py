@@ -3,16 +3,27 @@ card and one invoice or dozens."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from billing import gateway
 from billing.errors import StripeUnavailable
-from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, PaymentMethod
+from billing.models import (
+    BillingChange,
+    BillingCustomer,
+    Delivery,
+    Invoice,
+    PaymentMethod,
+    Price,
+    Subscription,
+    Tier,
+)
 from tests.billing.support import mirror_customer, stripe_counted
 from tests.portal_support import logged_in
 
@@ -26,6 +37,7 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
     return {
         "dashboard": {"path": "/"},
         "cards": {"path": "/cards/"},
+        "plan": {"path": "/plan/"},
         "add card": {"path": "/cards/add/"},
         "change": {"path": f"/changes/{change.pk}/"},
         "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},
@@ -97,6 +109,21 @@ def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(se
         > BillingChange.objects.filter(customer=few).count()
     )
     assert Delivery.objects.filter(customer=many).count() > Delivery.objects.filter(customer=few).count()
+    # A catalog the Plan page lists, and a downgrade scheduled for the renewal on the dashboard.
+    standard = Price.objects.get(lookup_key="standard_month_eur")
+    Price.objects.filter(pk=standard.pk).update(stripe_price_id="price_standard")
+    basic_tier = Tier.objects.create(key="basic", name="Basic", rank=1)
+    basic = Price.objects.create(
+        tier=basic_tier,
+        interval="month",
+        currency="eur",
+        unit_amount=900,
+        lookup_key="basic_month_eur",
+        stripe_price_id="price_basic",
+    )
+    Subscription.objects.filter(customer=many).update(
+        scheduled_price=basic, scheduled_at=timezone.now() + dt.timedelta(days=30), schedule_id="sub_sched_1"
+    )
 
     with stripe_counted(settings) as stripe:
         few_counts = _query_counts(few)

@@ -1,0 +1,126 @@
+"""The Plan page: the catalog with the current plan marked, a preview of each choice (fetched after
+the page, from Stripe), and the confirm that charges exactly what the preview showed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from django.contrib import messages
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from billing import selectors
+from billing.errors import BillingError, Refused, StripeUnavailable
+from billing.models import BillingCustomer, Price
+from billing.plans import When
+from billing.services import plans
+from portal.forms import CardActionForm, PlanConfirmForm, PlanPreviewForm, new_token
+from portal.views.common import bad_request, customer_view, found_or_404
+
+# Signed previews are bound to this purpose (and to the customer, inside them).
+_SALT = "portal.plan-preview"
+
+
+@require_GET
+@customer_view
+def plan(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    return render(
+        request, "portal/plan.html", {"page": selectors.plan_page(customer=customer), "token": new_token()}
+    )
+
+
+def _signed(preview: plans.Preview, customer: BillingCustomer) -> str:
+    data = {**dataclasses.asdict(preview), "customer": customer.pk}
+    data.update(next_at=preview.next_at.isoformat(), effective_at=preview.effective_at.isoformat())
+    return signing.dumps(data, salt=_SALT)
+
+
+def _unsigned(value: str, customer: BillingCustomer) -> plans.Preview | None:
+    try:
+        data: dict[str, Any] = signing.loads(value, salt=_SALT, max_age=plans.PREVIEW_SECONDS)
+    except signing.BadSignature:
+        return None
+    if data.pop("customer", None) != customer.pk:
+        return None
+    try:
+        data.update(
+            when=When(data["when"]),
+            next_at=dt.datetime.fromisoformat(data["next_at"]),
+            effective_at=dt.datetime.fromisoformat(data["effective_at"]),
+        )
+        return plans.Preview(**data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@require_GET
+@customer_view
+def plan_preview(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    """What a choice would charge, and the button that confirms it: a fragment for htmx, a page
+    without JavaScript."""
+    form = PlanPreviewForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, _("This choice of plan is not one we offer. Please choose again."))
+    page = selectors.plan_page(customer=customer)
+    target = Price.objects.select_related("tier").filter(
+        lookup_key=form.cleaned_data["price"], active=True, currency=page.currency
+    ).first()
+    sub = found_or_404(page.subscription)
+    context: dict[str, Any] = {"target": found_or_404(target), "when": form.cleaned_data["when"], "token": new_token()}
+    try:
+        shown = plans.preview(customer=customer, subscription=sub, target=context["target"], when=When(context["when"]))
+    except Refused as exc:
+        context["refusal"] = str(exc)
+    except StripeUnavailable:
+        context["unavailable"] = True
+    except BillingError:
+        context["unavailable"] = True
+    else:
+        context.update(preview=shown, signed=_signed(shown, customer), scheduled=sub.scheduled_price)
+    template = "portal/partials/plan_preview.html" if request.htmx else "portal/plan_preview.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@require_POST
+@customer_view
+def plan_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    form = PlanConfirmForm(request.POST)
+    shown = _unsigned(form.data.get("preview", ""), customer) if form.is_valid() else None
+    if shown is None:
+        messages.error(request, _("This preview is out of date. Please choose your plan again."))
+        return redirect("portal:plan")
+    try:
+        change = plans.plan_change(
+            customer=customer, shown=shown, requested_by=request.user, key=form.cleaned_data["token"]
+        )
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:plan")
+    if change.error_code == "preview_stale":
+        messages.error(
+            request, _("Your subscription changed after this preview was shown. Here is the plan as it is now.")
+        )
+        return redirect("portal:plan")
+    return redirect("portal:change", change_id=change.pk)
+
+
+@require_POST
+@customer_view
+def plan_schedule_cancel(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    form = CardActionForm(request.POST)
+    if not form.is_valid():
+        return bad_request(request, _("This page is out of date. Please reload it and try again."))
+    sub = found_or_404(selectors.plan_page(customer=customer).subscription)
+    try:
+        change = plans.plan_schedule_cancel(
+            customer=customer, subscription=sub, requested_by=request.user, key=form.cleaned_data["token"]
+        )
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:plan")
+    return redirect("portal:change", change_id=change.pk)
