@@ -176,32 +176,32 @@ def plan_items(state: State, sub: dict[str, Any] | None, updates: list[dict[str,
                 raise InvalidRequestError(f"Missing required param: {param}[price].", code="parameter_missing",
                                           param=f"{param}[price]")
             plans.append(ItemPlan(price, int(update.get("quantity", 1)), None, update.get("metadata") or {}))
-    _check_items(plans, sub)
+    check_items(plans, sub)
     return plans
 
 
-def _check_items(plans: list[ItemPlan], sub: dict[str, Any] | None) -> None:
+def check_items(plans: list[ItemPlan], sub: dict[str, Any] | None, *, param: str = "items") -> None:
     if not plans:
-        raise InvalidRequestError("A subscription needs at least one item.", param="items")
+        raise InvalidRequestError("A subscription needs at least one item.", param=param)
     currencies = {p.price["currency"] for p in plans}
     intervals = {price_interval(p.price) for p in plans if p.price.get("recurring")}
     if any(not p.price.get("recurring") for p in plans):
         raise InvalidRequestError(
             "The price specified is set to `type=one_time` but this field only accepts prices with "
-            "`type=recurring`.", param="items",
+            "`type=recurring`.", param=param,
         )
     if not all(p.price["active"] for p in plans):
         raise InvalidRequestError("The price specified is inactive. This field only accepts active prices.",
-                                  param="items")
+                                  param=param)
     if len(currencies) > 1 or (sub is not None and sub["currency"] not in currencies):
         raise InvalidRequestError(
             "The price specified does not match the currency of the subscription; a subscription's currency "
-            "cannot change.", param="items",
+            "cannot change.", param=param,
         )
     if len(intervals) > 1:
         raise InvalidRequestError(
             "The price specified has a different billing interval than the other prices of this subscription.",
-            param="items",
+            param=param,
         )
 
 
@@ -869,10 +869,11 @@ class Change:
 
 
 def plan_change(state: State, sub: dict[str, Any], plans: list[ItemPlan], *, proration_behavior: str,
-                proration_date: int | None, anchor_now: bool) -> Change:
+                proration_date: int | None, anchor_now: bool, moment: int | None = None) -> Change:
     """What changing ``sub`` to ``plans`` costs, computed once for both the preview and the
-    real update so the two always agree."""
-    now = state.now_for(sub)
+    real update so the two always agree.  ``moment`` is when the change happens (now unless
+    a preview looks at a later phase change)."""
+    now = moment if moment is not None else state.now_for(sub)
     at = proration_date if proration_date is not None else now
     before = current_plans(state, sub)
     start, end = sub["_period_start"], sub["_period_end"]
@@ -987,7 +988,10 @@ def upcoming_invoice(state: State, sub: dict[str, Any], extra: list[LineSpec] | 
     if plans is None:
         plans = items_at(state, sub, end)
     interval = price_interval(plans[0].price)
-    next_end = add_interval(end, interval[0], interval[1])
+    if interval == sub_interval(state, sub):
+        next_end = period_end_after(sub["billing_cycle_anchor"], interval[0], interval[1], end)  # as _renew counts
+    else:
+        next_end = add_interval(end, interval[0], interval[1])  # a new interval starts its cycle at the change
     specs = pending_lines(sub) + (extra or []) + period_lines(state, plans, end, next_end)
     invoice = new_invoice(state, customer=state.objects[sub["customer"]], sub=sub, specs=specs,
                           billing_reason="upcoming", store=False)
@@ -1003,11 +1007,98 @@ def items_at(state: State, sub: dict[str, Any], moment: int) -> list[ItemPlan]:
     if schedule is not None and schedule["status"] == "active":
         for phase in schedule["phases"]:
             if phase["start_date"] <= moment and (phase["end_date"] is None or moment < phase["end_date"]):
-                return [ItemPlan(state.objects[i["price"]], int(i.get("quantity") or 1)) for i in phase["items"]]
+                return phase_plans(state, sub, phase)
     return current_plans(state, sub)
 
 
 # subscription schedules -----------------------------------------------------------------
+
+
+def phase_plans(state: State, sub: dict[str, Any], phase: dict[str, Any]) -> list[ItemPlan]:
+    """The items ``phase`` gives the subscription: an item whose price stays is kept, and a
+    single item changing price keeps its id (Stripe swaps the price on the item)."""
+    current = {i["price"]: i for i in items_of(state, sub)}
+    plans = [ItemPlan(state.objects[i["price"]], int(i.get("quantity") or 1), current.get(i["price"]),
+                      i.get("metadata") or {}) for i in phase["items"]]
+    if len(current) == 1 and len(plans) == 1 and plans[0].item is None:
+        plans[0].item = next(iter(current.values()))
+    return plans
+
+
+def phase_index(phases: list[dict[str, Any]], now: int) -> int:
+    """The phase running at ``now`` (the first one when none is)."""
+    for index, phase in enumerate(phases):
+        if phase["start_date"] <= now < (phase["end_date"] or now + 1):
+            return index
+    return 0
+
+
+def phase_change_now(state: State, sub: dict[str, Any], phase: dict[str, Any]) -> Change | None:
+    """What setting a schedule whose running phase is ``phase`` changes at once (None when the
+    subscription has that phase's items already): the rules of a direct update."""
+    live = sorted((i["price"], i["quantity"]) for i in items_of(state, sub))
+    wanted = sorted((i["price"], int(i.get("quantity") or 1)) for i in phase["items"])
+    if live == wanted:
+        return None
+    return plan_change(state, sub, phase_plans(state, sub, phase), proration_behavior=phase["proration_behavior"],
+                       proration_date=None, anchor_now=False)
+
+
+def schedule_preview(state: State, sub: dict[str, Any], phases: list[dict[str, Any]], *,
+                     end_behavior: str) -> dict[str, Any]:
+    """The next invoice ``sub`` gets under a schedule of ``phases`` (not stored), made by the
+    steps that make the real one: the change at once when the schedule is set
+    (``phase_change_now``), a phase change before the renewal as ``advance_schedule`` makes
+    it, else the renewal (``upcoming_invoice``) with the items of the phase running then."""
+    now = state.now_for(sub)
+    index = phase_index(phases, now)
+    if phases[index]["start_date"] > now:
+        raise InvalidRequestError("The first phase must have started.", param="schedule_details[phases][0][start_date]")
+    if phases[index]["end_date"] is not None and phases[index]["end_date"] <= now:
+        raise InvalidRequestError("The last phase must end in the future.", param="schedule_details[phases]")
+    end, moment = sub["_period_end"], now
+    change = phase_change_now(state, sub, phases[index])
+    boundary = phases[index]["end_date"]
+    if (change is None or not change.invoice_now) and boundary is not None and boundary < end:
+        # The phase ends before the renewal: its change happens then, as advance_schedule makes it.
+        if change is not None:
+            raise _preview_unsupported()
+        if index + 1 == len(phases):
+            if end_behavior == "cancel":
+                raise _nothing_upcoming()
+        else:
+            index, moment = index + 1, boundary
+            change = plan_change(state, sub, phase_plans(state, sub, phases[index]),
+                                 proration_behavior=phases[index]["proration_behavior"], proration_date=boundary,
+                                 anchor_now=False, moment=boundary)
+            following = phases[index]["end_date"]
+            if not change.invoice_now and following is not None and following < end:
+                raise _preview_unsupported()
+    if change is not None and change.invoice_now:
+        invoice = new_invoice(state, customer=state.objects[sub["customer"]], sub=sub, specs=change.lines_now,
+                              billing_reason="subscription_update", store=False)
+        invoice["created"] = moment
+        if all(spec.proration for spec in change.lines_now):
+            invoice["period_start"] = invoice["period_end"] = moment  # as new_invoice dates it at that moment
+        return invoice
+    plans = change.plans if change is not None else current_plans(state, sub)
+    if phases[index]["end_date"] == end:
+        # The next phase starts with the renewal, which bills its items (without prorations).
+        if index + 1 < len(phases):
+            plans = phase_plans(state, sub, phases[index + 1])
+        elif end_behavior == "cancel":
+            raise _nothing_upcoming()
+    return upcoming_invoice(state, sub, extra=change.pending if change is not None else None, plans=plans)
+
+
+def _nothing_upcoming() -> InvalidRequestError:
+    return InvalidRequestError("No upcoming invoices for customer: the schedule cancels the subscription before "
+                               "it invoices again.", code="invoice_upcoming_none")
+
+
+def _preview_unsupported() -> InvalidRequestError:
+    return InvalidRequestError("The emulator previews at most one change of items before the next renewal; these "
+                               "phases change them twice.", param="schedule_details[phases]")
 
 
 def advance_schedule(state: State, sub: dict[str, Any], now: int) -> None:
@@ -1023,15 +1114,16 @@ def advance_schedule(state: State, sub: dict[str, Any], now: int) -> None:
             nxt = schedule["phases"][index + 1]
             schedule["_phase"] = index + 1
             schedule["current_phase"] = {"start_date": nxt["start_date"], "end_date": nxt["end_date"]}
-            current = {i["price"]: i for i in items_of(state, sub)}
-            plans = [ItemPlan(state.objects[i["price"]], int(i.get("quantity") or 1), current.get(i["price"]),
-                              i.get("metadata") or {}) for i in nxt["items"]]
-            if len(current) == 1 and len(plans) == 1 and plans[0].item is None:
-                plans[0].item = next(iter(current.values()))  # Stripe keeps the item, swapping its price
+            plans = phase_plans(state, sub, nxt)
             sub_before = render_before(state, sub)
             if phase["end_date"] == sub["_period_end"]:
+                interval_before = sub_interval(state, sub)
                 apply_items(state, sub, plans)
                 set_period(state, sub, sub["_period_start"], sub["_period_end"])
+                if sub_interval(state, sub) != interval_before:
+                    # Another interval starts its own cycle at the phase change (Stripe's
+                    # `billing_cycle_anchor: automatic`): the renewal bills one new interval.
+                    sub["billing_cycle_anchor"] = phase["end_date"]
             else:
                 change = plan_change(state, sub, plans, proration_behavior=nxt["proration_behavior"],
                                      proration_date=phase["end_date"], anchor_now=False)

@@ -12,6 +12,7 @@ from ..state import State
 from .catalog import merge_metadata
 from .events import emit, render_before
 from .payment_methods import resolve
+from .schedules import phases_from_params
 
 
 @view("invoice")
@@ -157,6 +158,8 @@ def mark_uncollectible(state: State, params: dict[str, Any], id: str) -> dict[st
 def create_preview(state: State, params: dict[str, Any]) -> dict[str, Any]:
     details = params.get("subscription_details") or {}
     customer = state.get("customer", params["customer"], param="customer") if params.get("customer") else None
+    if "schedule" in params or "schedule_details" in params:
+        return render(state, _schedule_preview(state, params, customer))
     if params.get("subscription"):
         sub = state.get("subscription", params["subscription"], param="subscription")
         if customer is not None and sub["customer"] != customer["id"]:
@@ -184,12 +187,90 @@ def create_preview(state: State, params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError("Missing required param: subscription_details[items].", code="parameter_missing",
                                   param="subscription_details[items]")
     plans = billing.plan_items(state, None, details["items"])
-    now = state.now_for(customer)
+    return render(state, _creation_preview(state, customer, plans, start=state.now_for(customer)))
+
+
+def _creation_preview(state: State, customer: dict[str, Any], plans: list[billing.ItemPlan], *,
+                      start: int) -> dict[str, Any]:
+    """The first invoice of a new subscription to ``plans`` starting at ``start``."""
     interval, count = billing.price_interval(plans[0].price)
-    specs = billing.period_lines(state, plans, now, billing.add_interval(now, interval, count))
+    specs = billing.period_lines(state, plans, start, billing.add_interval(start, interval, count))
     preview = billing.new_invoice(state, customer=customer, sub=None, specs=specs,
                                   billing_reason="subscription_create", store=False)
-    return render(state, preview)
+    preview["created"] = max(preview["created"], start)
+    return preview
+
+
+def _schedule_preview(state: State, params: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, Any]:
+    """``schedule`` and/or ``schedule_details``: the next invoice under that schedule, for an
+    existing schedule (its phases, or new ones), a subscription being put on one, or a new one."""
+    if "subscription_details" in params:
+        given = "schedule" if "schedule" in params else "schedule_details"
+        raise InvalidRequestError(f"You may only specify one of these parameters: {given}, subscription_details.",
+                                  param="subscription_details")
+    if "schedule" in params and "subscription" in params:
+        raise InvalidRequestError("You may only specify one of these parameters: schedule, subscription.",
+                                  param="subscription")
+    details = params.get("schedule_details") or {}
+    end_behavior = details.get("end_behavior")
+    if end_behavior not in (None, "release", "cancel"):
+        raise InvalidRequestError("The emulator supports end_behavior release or cancel.",
+                                  param="schedule_details[end_behavior]")
+    default_proration = details.get("proration_behavior", "create_prorations")
+    if params.get("schedule"):
+        schedule = state.get("subscription_schedule", params["schedule"], param="schedule")
+        if customer is not None and schedule["customer"] != customer["id"]:
+            raise InvalidRequestError(f"The subscription schedule {schedule['id']} does not belong to the customer "
+                                      f"{customer['id']}.", param="schedule")
+        if schedule["status"] not in ("active", "not_started"):
+            raise InvalidRequestError(f"You cannot preview a subscription schedule that is currently in the "
+                                      f"`{schedule['status']}` status. It must be in `not_started` or `active`.",
+                                      param="schedule")
+        sub = state.get("subscription", schedule["subscription"], param="schedule")
+        phases = schedule["phases"]
+        end_behavior = end_behavior or schedule["end_behavior"]
+    elif params.get("subscription"):
+        sub = state.get("subscription", params["subscription"], param="subscription")
+        if customer is not None and sub["customer"] != customer["id"]:
+            raise InvalidRequestError("The subscription does not belong to that customer.", param="subscription")
+        if sub["status"] in ("canceled", "incomplete_expired", "incomplete"):
+            raise InvalidRequestError("The subscription must be active to be put on a schedule.",
+                                      param="subscription")
+        phases = []
+    else:
+        if customer is None:
+            raise InvalidRequestError("Missing required param: customer, subscription or schedule.",
+                                      code="parameter_missing", param="customer")
+        return _new_schedule_preview(state, customer, details, default_proration)
+    if "phases" in details:
+        phases = phases_from_params(state, details["phases"], default_proration, now=state.now_for(sub),
+                                    start=sub["_period_start"], currency=sub["currency"],
+                                    param="schedule_details[phases]")
+    if not phases:
+        raise InvalidRequestError("Missing required param: schedule_details[phases].", code="parameter_missing",
+                                  param="schedule_details[phases]")
+    return billing.schedule_preview(state, sub, phases, end_behavior=end_behavior or "release")
+
+
+def _new_schedule_preview(state: State, customer: dict[str, Any], details: dict[str, Any],
+                          default_proration: str) -> dict[str, Any]:
+    """A schedule the customer does not have yet: the first invoice of the subscription it starts."""
+    raw = details.get("phases") or []
+    if not raw or not raw[0].get("items"):
+        raise InvalidRequestError("Missing required param: schedule_details[phases][0][items].",
+                                  code="parameter_missing", param="schedule_details[phases][0][items]")
+    now = state.now_for(customer)
+    first = state.get("price", raw[0]["items"][0].get("price"), param="schedule_details[phases][0][items][0][price]")
+    phases = phases_from_params(state, raw, default_proration, now=now, start=now, currency=first["currency"],
+                                param="schedule_details[phases]")
+    if phases[0]["start_date"] < now:
+        raise InvalidRequestError(
+            "The emulator previews a new schedule starting now or later only; to preview putting a subscription on "
+            "a schedule, pass `subscription` (or `schedule` for one it has).",
+            param="schedule_details[phases][0][start_date]",
+        )
+    plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"]) for i in phases[0]["items"]]
+    return _creation_preview(state, customer, plans, start=phases[0]["start_date"])
 
 
 @route("GET", "/v1/invoice_payments", params="InvoicePaymentListParams")

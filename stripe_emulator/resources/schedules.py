@@ -27,25 +27,30 @@ def _phase(state: State, *, items: list[dict[str, Any]], start: int, end: int | 
     }
 
 
-def _phases_from_params(state: State, sub: dict[str, Any], phases: list[dict[str, Any]],
-                        default_proration: str) -> list[dict[str, Any]]:
-    now = state.now_for(sub)
+def phases_from_params(state: State, phases: list[dict[str, Any]], default_proration: str, *, now: int,
+                       start: int, currency: str, param: str = "phases") -> list[dict[str, Any]]:
+    """Phases as a schedule stores them, from ``phases[...]`` parameters: the first starts at
+    ``start`` unless it says otherwise, each of the others where the one before ends."""
     result: list[dict[str, Any]] = []
-    start = sub["_period_start"]
     for index, raw in enumerate(phases):
-        param = f"phases[{index}]"
+        name = f"{param}[{index}]"
         if not raw.get("items"):
-            raise InvalidRequestError(f"Missing required param: {param}[items].", code="parameter_missing",
-                                      param=f"{param}[items]")
+            raise InvalidRequestError(f"Missing required param: {name}[items].", code="parameter_missing",
+                                      param=f"{name}[items]")
         for n, item in enumerate(raw["items"]):
-            price = state.get("price", item.get("price"), param=f"{param}[items][{n}][price]")
-            if price["currency"] != sub["currency"]:
+            price = state.get("price", item.get("price"), param=f"{name}[items][{n}][price]")
+            if price["currency"] != currency:
                 raise InvalidRequestError("All phases must use the subscription's currency.",
-                                          param=f"{param}[items][{n}][price]")
+                                          param=f"{name}[items][{n}][price]")
+        billing.check_items([billing.ItemPlan(state.objects[i["price"]], int(i.get("quantity") or 1))
+                             for i in raw["items"]], None, param=f"{name}[items]")
         if index == 0 and "start_date" in raw:
             start = now if raw["start_date"] == "now" else int(raw["start_date"])
         price = state.objects[raw["items"][0]["price"]]
         interval, count = billing.price_interval(price)
+        if "end_date" in raw and "duration" in raw:
+            raise InvalidRequestError("You may only specify one of these parameters: duration, end_date.",
+                                      param=f"{name}[duration]")
         if "end_date" in raw:
             end = now if raw["end_date"] == "now" else int(raw["end_date"])
         elif "duration" in raw:
@@ -54,19 +59,12 @@ def _phases_from_params(state: State, sub: dict[str, Any], phases: list[dict[str
         else:
             end = billing.add_interval(start, interval, count)  # one iteration, Stripe's default
         if end <= start:
-            raise InvalidRequestError("A phase must end after it starts.", param=f"{param}[end_date]")
-        result.append(_phase(state, items=raw["items"], start=start, end=end, currency=sub["currency"],
+            raise InvalidRequestError("A phase must end after it starts.", param=f"{name}[end_date]")
+        result.append(_phase(state, items=raw["items"], start=start, end=end, currency=currency,
                              proration_behavior=raw.get("proration_behavior", default_proration),
                              metadata=raw.get("metadata")))
         start = end
     return result
-
-
-def _current_index(phases: list[dict[str, Any]], now: int) -> int:
-    for index, phase in enumerate(phases):
-        if phase["start_date"] <= now < (phase["end_date"] or now + 1):
-            return index
-    return 0
 
 
 def _plan_phase_jobs(state: State, schedule: dict[str, Any], sub: dict[str, Any]) -> None:
@@ -153,22 +151,15 @@ def update_schedule(state: State, params: dict[str, Any], id: str) -> dict[str, 
     sub = _active(state, schedule)
     before = render_before(state, schedule)
     if "phases" in params:
-        phases = _phases_from_params(state, sub, params["phases"],
-                                     params.get("proration_behavior", "create_prorations"))
         now = state.now_for(sub)
-        current = _current_index(phases, now)
+        phases = phases_from_params(state, params["phases"], params.get("proration_behavior", "create_prorations"),
+                                    now=now, start=sub["_period_start"], currency=sub["currency"])
+        current = billing.phase_index(phases, now)
         if phases[current]["start_date"] > now:
             raise InvalidRequestError("The first phase must have started.", param="phases[0][start_date]")
-        live = sorted((i["price"], i["quantity"]) for i in billing.items_of(state, sub))
-        wanted = sorted((i["price"], i["quantity"]) for i in phases[current]["items"])
-        if live != wanted:
-            # The current phase changes now: same proration rules as a direct update.
-            plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"]) for i in phases[current]["items"]]
-            existing = billing.items_of(state, sub)
-            if len(existing) == 1 and len(plans) == 1:
-                plans[0].item = existing[0]
-            change = billing.plan_change(state, sub, plans, proration_behavior=phases[current]["proration_behavior"],
-                                         proration_date=None, anchor_now=False)
+        # The current phase changes now: same proration rules as a direct update.
+        change = billing.phase_change_now(state, sub, phases[current])
+        if change is not None:
             invoice = billing.commit_change(state, sub, change)
             if invoice is not None and invoice["status"] == "open":
                 billing.attempt(state, invoice)

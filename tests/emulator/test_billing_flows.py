@@ -323,6 +323,142 @@ def test_downgrade_scheduled_at_period_end_applies_when_the_clock_passes(client:
     assert client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000
 
 
+def _billed(invoice: stripe.Invoice) -> tuple[object, ...]:
+    """What an invoice charges, to the minor unit, and for which periods, prices and items."""
+    lines = sorted((line.amount, line.pricing.price_details.price, line.period.start, line.period.end,
+                    line.parent.subscription_item_details.proration,
+                    line.parent.subscription_item_details.subscription_item) for line in invoice.lines.data)
+    return invoice.amount_due, invoice.total, invoice.period_start, invoice.period_end, lines
+
+
+@pytest.mark.parametrize(("old", "new", "period_end", "next_end"), [
+    ("monthly", "yearly", FEB_1, FEB_1 + 365 * DAY),
+    ("monthly", "quarterly", FEB_1, FEB_1 + (28 + 31 + 30) * DAY),
+    ("yearly", "basic_monthly", JAN_1 + 365 * DAY, JAN_1 + (365 + 31) * DAY),
+])
+def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
+    client: stripe.StripeClient, old: str, new: str, period_end: int, next_end: int
+) -> None:
+    prices = catalog(client)
+    old_price, new_price = getattr(prices, old), getattr(prices, new)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, old_price.id)
+    item = sub["items"].data[0]
+    advance(client, clock.id, JAN_1 + 10 * DAY)
+    phases = [
+        {"items": [{"price": old_price.id, "quantity": 1}], "start_date": item.current_period_start,
+         "end_date": item.current_period_end, "proration_behavior": "none"},
+        {"items": [{"price": new_price.id, "quantity": 1}], "start_date": item.current_period_end},
+    ]
+    # Before the subscription is on a schedule: the subscription being put on one.
+    ahead = client.v1.invoices.create_preview(params={
+        "customer": customer.id, "subscription": sub.id,
+        "schedule_details": {"phases": phases, "end_behavior": "release", "proration_behavior": "none"},
+    })
+    new_amount = new_price.unit_amount
+    assert (ahead.amount_due, ahead.total) == (new_amount, new_amount)  # the new price's full amount, no prorations
+    assert [(line.amount, line.pricing.price_details.price, line.period.start, line.period.end)
+            for line in ahead.lines.data] == [(new_amount, new_price.id, period_end, next_end)]
+    assert (ahead.period_start, ahead.period_end) == (JAN_1, period_end)
+    assert client.v1.subscriptions.retrieve(sub.id).schedule is None  # a preview changes nothing
+    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
+
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    schedule = client.v1.subscription_schedules.update(schedule.id, params={"phases": phases,
+                                                                             "proration_behavior": "none"})
+    assert [(p.start_date, p.end_date) for p in schedule.phases] == [(JAN_1, period_end), (period_end, next_end)]
+    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1  # nothing charged now
+    by_id = client.v1.invoices.create_preview(params={"schedule": schedule.id})
+    by_details = client.v1.invoices.create_preview(params={"customer": customer.id, "schedule": schedule.id,
+                                                           "schedule_details": {"phases": phases}})
+    by_subscription = client.v1.invoices.create_preview(params={"subscription": sub.id})
+
+    advance(client, clock.id, period_end + 2 * HOUR)
+    renewal = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (renewal.billing_reason, renewal.status) == ("subscription_cycle", "paid")
+    assert _billed(renewal) == _billed(ahead) == _billed(by_id) == _billed(by_details) == _billed(by_subscription)
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert (after["items"].data[0].id, after["items"].data[0].price.id) == (item.id, new_price.id)
+    assert (after["items"].data[0].current_period_start, after["items"].data[0].current_period_end) == (
+        period_end, next_end)
+
+
+def test_schedule_preview_by_id_of_a_downgrade_is_the_renewal_it_makes(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
+        {"items": [{"price": prices.monthly.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": prices.basic_monthly.id, "quantity": 2}], "duration": {"interval": "month"}},
+    ]})
+    advance(client, clock.id, JAN_1 + 20 * DAY + 5 * HOUR)
+    preview = client.v1.invoices.create_preview(params={"customer": customer.id, "schedule": schedule.id})
+    assert [(line.amount, line.quantity, line.pricing.price_details.price) for line in preview.lines.data] == [
+        (2000, 2, prices.basic_monthly.id)]
+    assert preview.parent.subscription_details.subscription == sub.id
+
+    advance(client, clock.id, FEB_1 + 2 * HOUR)
+    renewal = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert renewal.amount_paid == 2000
+    assert _billed(renewal) == _billed(preview)
+
+
+def test_schedule_preview_of_a_phase_change_within_the_period_is_the_invoice_it_makes(
+    client: stripe.StripeClient,
+) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    middle = JAN_1 + 15 * DAY + 777  # another interval from here: credit, and a year billed then
+    phases = [{"items": [{"price": prices.monthly.id}], "start_date": JAN_1, "end_date": middle},
+              {"items": [{"price": prices.yearly.id}], "proration_behavior": "create_prorations"}]
+    ahead = client.v1.invoices.create_preview(params={"subscription": sub.id, "schedule_details": {"phases": phases}})
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    client.v1.subscription_schedules.update(schedule.id, params={"phases": phases})
+    advance(client, clock.id, middle + 60)
+    changed = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (changed.billing_reason, changed.created, ahead.created) == ("subscription_update", middle, middle)
+    assert _billed(changed) == _billed(ahead)
+    assert changed.amount_paid == 30000 - round(3000 * (FEB_1 - middle) / (FEB_1 - JAN_1))
+
+
+def test_schedule_preview_refuses_what_stripe_refuses(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    dollars = catalog(client, currency="usd")
+    customer, _clock, _pm = customer_on_clock(client)
+    other, _other_clock, _other_pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    item = sub["items"].data[0]
+    this_period = {"items": [{"price": prices.monthly.id}], "start_date": item.current_period_start,
+                   "end_date": item.current_period_end}
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+
+    def refused(params: dict[str, object]) -> stripe.InvalidRequestError:
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            client.v1.invoices.create_preview(params=params)  # type: ignore[arg-type]
+        assert caught.value.http_status == 400
+        return caught.value
+
+    in_dollars = refused({"subscription": sub.id, "schedule_details": {"phases": [
+        this_period, {"items": [{"price": dollars.yearly.id}]}]}})
+    assert in_dollars.param == "schedule_details[phases][1][items][0][price]"
+    assert refused({"customer": other.id, "schedule": schedule.id}).param == "schedule"
+    assert refused({"schedule": schedule.id, "subscription": sub.id}).param == "subscription"
+    both = refused({"schedule": schedule.id, "subscription_details": {"items": [{"price": prices.yearly.id}]}})
+    assert both.param == "subscription_details"
+    mixed = refused({"subscription": sub.id, "subscription_details": {"proration_behavior": "none"},
+                     "schedule_details": {"phases": [this_period]}})
+    assert mixed.param == "subscription_details"
+    unknown = refused({"schedule": schedule.id, "schedule_details": {"phases": [{**this_period, "plan": "x"}]}})
+    assert (unknown.code, unknown.param) == ("parameter_unknown", "schedule_details[phases][0][plan]")
+    # The last phase ends with this period and the schedule then cancels the subscription: nothing comes next.
+    ending = refused({"schedule": schedule.id, "schedule_details": {"phases": [this_period], "end_behavior": "cancel"}})
+    assert ending.code == "invoice_upcoming_none"
+    assert client.v1.subscription_schedules.retrieve(schedule.id).end_behavior == "release"
+
+
 def test_a_released_schedule_cancels_the_downgrade(client: stripe.StripeClient) -> None:
     prices = catalog(client)
     customer, clock, _pm = customer_on_clock(client)

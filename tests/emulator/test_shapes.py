@@ -835,6 +835,7 @@ def test_objects_through_a_subscription_lifecycle_have_stripes_shape(client: str
             },
         ),
     )
+    record("preview the scheduled upgrade", v1.invoices.create_preview(params={"schedule": schedule.id}))
     record("release schedule", v1.subscription_schedules.release(schedule.id))
 
     page = record("list events", v1.events.list(params={"limit": 100}))
