@@ -460,7 +460,8 @@ class PlanScheduleCancel(ChangeKind[PlanScheduleCancelParams, ScheduleCancelResu
     Params = PlanScheduleCancelParams
     Result = ScheduleCancelResult
     messages = (PLAN_SCHEDULE_CANCELED,)
-    dedupe = ("subscription",)
+    # The form's one-time key: a later cancel of a later scheduled change is a change of its own.
+    dedupe = ()
     supersedes = False
 
     def apply(
@@ -531,6 +532,9 @@ def plan_change(
 def plan_schedule_cancel(
     *, customer: BillingCustomer, subscription: Subscription, requested_by: changes.Actor, key: str = ""
 ) -> BillingChange:
+    earlier = changes.submitted(customer=customer, kind=SCHEDULE_CANCEL, key=key)
+    if earlier is not None:
+        return earlier
     if subscription.scheduled_price_id is None:
         raise Refused(gettext("There is no plan change scheduled."))
     params = PlanScheduleCancelParams(subscription=subscription.stripe_id)

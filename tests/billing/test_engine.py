@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -335,6 +336,22 @@ def _submit_twice(client: Client, url: str, data: dict[str, str], committed: Cal
     return [first, second]
 
 
+def _plan_confirm_form(client: Client, price: str = "pro_month_eur", when: str = "now") -> dict[str, str]:
+    """The confirm form of a plan change's preview, as the Plan page hands it out."""
+    html = client.get("/plan/preview/", {"price": price, "when": when}).content.decode()
+    preview = re.search(r'name="preview" value="([^"]+)"', html)
+    token = re.search(r'name="token" value="([^"]+)"', html)
+    assert preview and token, html
+    return {"preview": preview.group(1), "token": token.group(1)}
+
+
+def _scheduled_downgrade(customer: BillingCustomer, client: Client) -> dict[str, str]:
+    """A downgrade scheduled for the renewal, and the form that cancels it."""
+    form = _plan_confirm_form(client, "basic_month_eur", "renewal")
+    client.post("/plan/confirm/", form)
+    return {"token": "page-view-c1"}
+
+
 def test_a_double_submit_of_each_kind_of_change_is_one_change(
     two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod], committed: Callable[[], Any]
 ) -> None:
@@ -355,6 +372,10 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
         ),
         "card_remove": lambda: _submit_twice(
             client, f"/cards/{mastercard.pk}/remove/", {"token": "page-view-r1"}, committed
+        ),
+        "plan_change": lambda: _submit_twice(client, "/plan/confirm/", _plan_confirm_form(client), committed),
+        "plan_schedule_cancel": lambda: _submit_twice(
+            client, "/plan/scheduled/cancel/", _scheduled_downgrade(customer, client), committed
         ),
     }
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
