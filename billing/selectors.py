@@ -292,6 +292,35 @@ def _banners(view: Dashboard) -> list[Banner]:
 # --------------------------------------------------------------------------- the Plan page
 
 
+# --------------------------------------------------------------------------- the catalog as plans (billing/plans.py's facts)
+
+
+def plan_of(price: Price) -> policy_plans.Plan:
+    spec = catalog.spec(price.tier.key)
+    return policy_plans.Plan(
+        tier=price.tier.key,
+        tier_name=price.tier.name,
+        rank=price.tier.rank,
+        interval=price.interval,
+        currency=price.currency,
+        amount=price.unit_amount,
+        self_serve=spec.self_serve if spec is not None else False,
+    )
+
+
+def situation_of(*, customer: BillingCustomer, subscription: Subscription) -> policy_plans.Situation:
+    state = subscription_state(subscription=subscription, now=timezone.now())
+    waiting = BillingChange.objects.filter(
+        customer=customer, status=BillingChange.Status.ACTION_REQUIRED
+    ).exists()
+    return policy_plans.Situation(
+        phase=state.phase,
+        currency=subscription.currency,
+        awaiting_approval=waiting,
+        upgrade_pending=subscription.pending_price_id is not None,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanOption:
     """One tier on one interval as the Plan page offers it."""
@@ -321,8 +350,6 @@ _INTERVAL_ORDER = {"month": 0, "quarter": 1, "year": 2}
 def plan_page(*, customer: BillingCustomer) -> PlanPage:
     """The catalog in the customer's currency, with the current plan marked: two queries, whatever
     the catalog's size; Stripe is not asked (the preview of a choice comes after the page)."""
-    from billing.services.plans import plan_of, situation_of  # services import this module
-
     subs = list(
         Subscription.objects.select_related("price__tier", "scheduled_price__tier")
         .filter(customer=customer)

@@ -19,14 +19,13 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from pydantic import StringConstraints
 
-from billing import catalog, changes, gateway, messages, plans, sync
+from billing import changes, gateway, messages, plans, selectors, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.errors import InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Price, Subscription
 from billing.plans import When
 from billing.policy import Category, Channel
-from billing.state import subscription_state
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
 LookupKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,200}$")]
@@ -35,35 +34,6 @@ BOTH = (Channel.EMAIL, Channel.IN_APP)
 # How long a preview is shown and kept: its proration date is the moment it was made, and Stripe
 # prorates to the second, so an older one would charge a little less than a new one would.
 PREVIEW_SECONDS = 10 * 60
-
-
-# --------------------------------------------------------------------------- the catalog as plans
-
-
-def plan_of(price: Price) -> plans.Plan:
-    spec = catalog.spec(price.tier.key)
-    return plans.Plan(
-        tier=price.tier.key,
-        tier_name=price.tier.name,
-        rank=price.tier.rank,
-        interval=price.interval,
-        currency=price.currency,
-        amount=price.unit_amount,
-        self_serve=spec.self_serve if spec is not None else False,
-    )
-
-
-def situation_of(*, customer: BillingCustomer, subscription: Subscription) -> plans.Situation:
-    state = subscription_state(subscription=subscription, now=timezone.now())
-    waiting = BillingChange.objects.filter(
-        customer=customer, status=BillingChange.Status.ACTION_REQUIRED
-    ).exists()
-    return plans.Situation(
-        phase=state.phase,
-        currency=subscription.currency,
-        awaiting_approval=waiting,
-        upgrade_pending=subscription.pending_price_id is not None,
-    )
 
 
 # --------------------------------------------------------------------------- previews
@@ -100,21 +70,28 @@ def _cache_key(*, subscription: Subscription, target: Price, when: When) -> str:
     return f"billing:plan-preview:{subscription.stripe_id}:{stamp}:{target.lookup_key}:{when}"
 
 
-def preview(*, customer: BillingCustomer, subscription: Subscription, target: Price, when: When) -> Preview:
-    """The preview of one change, from Stripe within the customer's budget, kept briefly (the
-    Plan page asks again as the customer clicks between targets).  Raises Refused when the rules
-    say no, StripeUnavailable when Stripe can't answer."""
+def _allowed(*, customer: BillingCustomer, subscription: Subscription, target: Price, when: When) -> Price:
+    """The subscription's current price, if the rules allow moving from it to `target` `when`;
+    Refused (in the customer's words) if not."""
     current = subscription.price
     if current is None:
         raise Refused(gettext("Your subscription's plan is not in our catalog. Please contact us."))
     refusal = plans.refusal(
-        situation=situation_of(customer=customer, subscription=subscription),
-        current=plan_of(current),
-        target=plan_of(target),
+        situation=selectors.situation_of(customer=customer, subscription=subscription),
+        current=selectors.plan_of(current),
+        target=selectors.plan_of(target),
         when=when,
     )
     if refusal:
         raise Refused(refusal)
+    return current
+
+
+def preview(*, customer: BillingCustomer, subscription: Subscription, target: Price, when: When) -> Preview:
+    """The preview of one change, from Stripe within the customer's budget, kept briefly (the
+    Plan page asks again as the customer clicks between targets).  Raises Refused when the rules
+    say no, StripeUnavailable when Stripe can't answer."""
+    current = _allowed(customer=customer, subscription=subscription, target=target, when=when)
     key = _cache_key(subscription=subscription, target=target, when=when)
     found: Preview | None = cache.get(key)
     if found is not None:
@@ -507,16 +484,7 @@ def plan_change(
         return earlier
     sub = _subscription(customer, shown.subscription)
     target = _catalog_price(shown.target)
-    if sub.price is None:
-        raise Refused(gettext("Your subscription's plan is not in our catalog. Please contact us."))
-    refusal = plans.refusal(
-        situation=situation_of(customer=customer, subscription=sub),
-        current=plan_of(sub.price),
-        target=plan_of(target),
-        when=shown.when,
-    )
-    if refusal:
-        raise Refused(refusal)
+    _allowed(customer=customer, subscription=sub, target=target, when=shown.when)
     params = PlanChangeParams(
         subscription=sub.stripe_id,
         price=target.lookup_key,

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import selectors
-from billing.errors import BillingError, Refused, StripeUnavailable
+from billing.errors import BillingError, Refused
 from billing.models import BillingCustomer, Price
 from billing.plans import When
 from billing.services import plans
@@ -67,18 +67,24 @@ def plan_preview(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     if not form.is_valid():
         return bad_request(request, _("This choice of plan is not one we offer. Please choose again."))
     page = selectors.plan_page(customer=customer)
-    target = Price.objects.select_related("tier").filter(
-        lookup_key=form.cleaned_data["price"], active=True, currency=page.currency
-    ).first()
+    target = (
+        Price.objects.select_related("tier")
+        .filter(lookup_key=form.cleaned_data["price"], active=True, currency=page.currency)
+        .first()
+    )
     sub = found_or_404(page.subscription)
-    context: dict[str, Any] = {"target": found_or_404(target), "when": form.cleaned_data["when"], "token": new_token()}
+    context: dict[str, Any] = {
+        "target": found_or_404(target),
+        "when": form.cleaned_data["when"],
+        "token": new_token(),
+    }
     try:
-        shown = plans.preview(customer=customer, subscription=sub, target=context["target"], when=When(context["when"]))
+        shown = plans.preview(
+            customer=customer, subscription=sub, target=context["target"], when=When(context["when"])
+        )
     except Refused as exc:
         context["refusal"] = str(exc)
-    except StripeUnavailable:
-        context["unavailable"] = True
-    except BillingError:
+    except BillingError:  # Stripe unreachable, or it could not answer this preview
         context["unavailable"] = True
     else:
         context.update(preview=shown, signed=_signed(shown, customer), scheduled=sub.scheduled_price)
@@ -103,7 +109,8 @@ def plan_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
         return redirect("portal:plan")
     if change.error_code == "preview_stale":
         messages.error(
-            request, _("Your subscription changed after this preview was shown. Here is the plan as it is now.")
+            request,
+            _("Your subscription changed after this preview was shown. Here is the plan as it is now."),
         )
         return redirect("portal:plan")
     return redirect("portal:change", change_id=change.pk)
