@@ -10,7 +10,10 @@ A change kind declares, in one class in the module of its area (billing/services
 - `messages` and `confirmation()`: which declared message confirms it, written from which facts;
 - `dedupe`: the parameters that make a second submit the same change (a caller's own key, such
   as a form's one-time token, is always honoured too);
-- `supersedes`: whether a newer change of the kind replaces a pending older one.
+- `supersedes`: whether a newer change of the kind replaces a pending older one;
+- optionally `awaiting_approval()` and `approved()`, for a kind whose result can wait on the
+  customer approving a payment with their bank (3-D Secure): billing.services.approvals then
+  shows the bank's check on the change page and records the payment, however it is heard of.
 
 `request()` records a change and tries it at once within the customer's request budget; a change
 Stripe could not take stays pending and a worker tries it again (billing.tasks), always with
@@ -85,6 +88,17 @@ class ChangeKind(Generic[P, R]):
         raise NotImplementedError
 
     def confirmation(self, *, change: BillingChange, params: P, result: R) -> Confirmation | None:
+        raise NotImplementedError
+
+    # Optional: a kind whose payment can wait on the customer's bank (3-D Secure).
+    def awaiting_approval(self, *, result: R) -> str:
+        """The invoice whose payment the customer is to approve, or "" if none."""
+        return ""
+
+    def approved(
+        self, *, change: BillingChange, customer: BillingCustomer, result: R, invoice: gateway.Invoice
+    ) -> tuple[R, Confirmation | None]:
+        """The result once that invoice is paid, and the message that then confirms the change."""
         raise NotImplementedError
 
 

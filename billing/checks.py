@@ -29,6 +29,11 @@ def kind_problems(kind: ChangeKind[Any, Any]) -> list[str]:
     for method in ("apply", "confirmation"):
         if getattr(type(kind), method) is getattr(ChangeKind, method):
             problems.append(f"does not say how it is {'applied' if method == 'apply' else 'confirmed'}")
+    overridden = {
+        m for m in ("awaiting_approval", "approved") if getattr(type(kind), m) is not getattr(ChangeKind, m)
+    }
+    if overridden == {"awaiting_approval"}:
+        problems.append("waits on the customer approving payments but does not say how an approved one ends")
     if not kind.messages:
         problems.append("names no message that confirms it")
     for message in kind.messages:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing import gateway, policy, sync
 from billing.errors import InvalidRequest, StripeUnavailable
 from billing.models import BillingCustomer, StripeEvent
-from billing.services import invoices
+from billing.services import approvals, invoices
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:
     invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
     sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
     invoices.invoice_paid(customer=customer, invoice=invoice)
+    approvals.settle_paid_invoice(customer=customer, invoice=invoice)
 
 
 def _payment_method(customer: BillingCustomer, event: StripeEvent) -> None:

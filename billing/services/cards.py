@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -279,6 +278,30 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         )
         return Confirmation(message, facts)
 
+    def awaiting_approval(self, *, result: CardAddResult) -> str:
+        payment = result.payment
+        return payment.invoice if payment and payment.outcome == "action_required" else ""
+
+    def approved(
+        self,
+        *,
+        change: BillingChange,
+        customer: BillingCustomer,
+        result: CardAddResult,
+        invoice: gateway.Invoice,
+    ) -> tuple[CardAddResult, Confirmation | None]:
+        assert result.payment is not None
+        payment = result.payment.model_copy(update={"outcome": "paid"})
+        facts = CardPaymentFacts(
+            brand=result.brand,
+            last4=result.last4,
+            amount=invoice.amount_paid,
+            currency=payment.currency,
+            decline_code="",
+            change_id=str(change.pk),
+        )
+        return result.model_copy(update={"payment": payment}), Confirmation(CARD_ADDED_INVOICE_PAID, facts)
+
 
 @change_kind
 class CardSetDefault(ChangeKind[CardParams, CardDefaultResult]):
@@ -454,41 +477,3 @@ def card_remove(
         raise Refused(refusal)
     params = CardParams(payment_method=card.stripe_id)
     return changes.request(customer=customer, kind=REMOVE, params=params, requested_by=requested_by, key=key)
-
-
-def _awaiting_approval(change: BillingChange) -> InvoicePayment | None:
-    result = changes.result_of(change)
-    if isinstance(result, CardAddResult) and result.payment and result.payment.outcome == "action_required":
-        return result.payment
-    return None
-
-
-def card_payment_secret(*, change: BillingChange) -> str:
-    """What Stripe.js needs for the customer to approve the new card's payment now.  Read from
-    Stripe when they click, never stored: Stripe asks that client secrets are not kept."""
-    payment = _awaiting_approval(change)
-    if payment is None:
-        return ""
-    with gateway.interactive():
-        invoice = gateway.invoice_retrieve(invoice_id=payment.invoice)
-    return invoice.payment_client_secret if invoice.status == "open" else ""
-
-
-def card_payment_recheck(*, change: BillingChange) -> None:
-    """After the customer approved (or abandoned) the bank's check in the browser, read the
-    invoice again and record how it ended."""
-    payment = _awaiting_approval(change)
-    if payment is None:
-        return
-    with transaction.atomic():
-        customer = BillingCustomer.objects.select_for_update().get(pk=change.customer_id)
-        with gateway.interactive():
-            invoice = gateway.invoice_retrieve(invoice_id=payment.invoice)
-        sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
-        if invoice.status == "paid":
-            locked = BillingChange.objects.select_for_update().get(pk=change.pk)
-            result = CardAddResult.model_validate(locked.result)
-            paid = result.model_copy(update={"payment": payment.model_copy(update={"outcome": "paid"})})
-            locked.result = paid.model_dump(mode="json")
-            locked.save(update_fields=["result"])
-    change.refresh_from_db()

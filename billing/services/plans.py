@@ -415,18 +415,41 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
                     change_id=str(change.pk),
                 ),
             )
-        sub = _subscription(change.customer, result.subscription)
-        return Confirmation(
-            PLAN_CHANGED,
-            PlanChangedFacts(
-                from_plan=result.from_plan,
-                to_plan=result.to_plan,
-                charged=result.charged,
-                currency=result.currency,
-                next_amount=sub.unit_amount * sub.quantity,
-                next_at=sub.current_period_end or result.effective_at,
-            ),
+        return _changed(change.customer, result)
+
+    def awaiting_approval(self, *, result: PlanChangeResult) -> str:
+        return result.invoice if result.outcome == "action_required" else ""
+
+    def approved(
+        self,
+        *,
+        change: BillingChange,
+        customer: BillingCustomer,
+        result: PlanChangeResult,
+        invoice: gateway.Invoice,
+    ) -> tuple[PlanChangeResult, Confirmation | None]:
+        # Paid, Stripe applies the pending update: the mirror learns the new plan now, not when
+        # the subscription's own webhook arrives.
+        _synced(customer, result.subscription)
+        paid = result.model_copy(
+            update={"outcome": "paid", "charged": invoice.amount_paid, "effective_at": timezone.now()}
         )
+        return paid, _changed(customer, paid)
+
+
+def _changed(customer: BillingCustomer, result: PlanChangeResult) -> Confirmation:
+    sub = _subscription(customer, result.subscription)
+    return Confirmation(
+        PLAN_CHANGED,
+        PlanChangedFacts(
+            from_plan=result.from_plan,
+            to_plan=result.to_plan,
+            charged=result.charged,
+            currency=result.currency,
+            next_amount=sub.unit_amount * sub.quantity,
+            next_at=sub.current_period_end or result.effective_at,
+        ),
+    )
 
 
 @change_kind

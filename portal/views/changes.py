@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from billing import changes, selectors
 from billing.errors import BillingError
 from billing.models import BillingChange, BillingCustomer
-from billing.services import cards
+from billing.services import approvals
 from portal.views.common import customer_view, found_or_404
 
 
@@ -47,7 +47,7 @@ def change_approve(request: HttpRequest, change_id: uuid.UUID, *, customer: Bill
     """What the browser needs to show the bank's check for a payment the customer approves now."""
     change = _change(customer, change_id)
     try:
-        secret = cards.card_payment_secret(change=change)
+        secret = approvals.payment_secret(change=change)
     except BillingError:
         secret = ""
     if not secret:
@@ -62,7 +62,7 @@ def change_approve(request: HttpRequest, change_id: uuid.UUID, *, customer: Bill
 def change_recheck(request: HttpRequest, change_id: uuid.UUID, *, customer: BillingCustomer) -> HttpResponse:
     change = _change(customer, change_id)
     try:
-        cards.card_payment_recheck(change=change)
+        approvals.payment_recheck(change=change)
     except BillingError:
         pass  # The page still says the payment waits; the webhook will bring the outcome.
     return redirect("portal:change", change_id=change.pk)

@@ -9,15 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
+from django.conf import settings
 from django.core import mail
 
 from billing import tasks
 from billing.errors import Refused
 from billing.models import BillingChange, BillingCustomer, Delivery, Price, Subscription
 from billing.plans import When
-from billing.services import plans
+from billing.services import approvals, plans
 from tests.billing.conftest import StripeSwitch
-from tests.portal_support import make_customer, stripe_client
+from tests.portal_support import deliver_events, make_customer, stripe_client
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -192,3 +194,89 @@ def test_one_customer_cant_change_anothers_subscription() -> None:
         plans.plan_change(customer=mine, shown=shown, requested_by=mine.user)
     assert "not the customer's" in str(refused.value)
     assert _sub(theirs).price == _price("standard_month_eur")
+
+
+# --------------------------------------------------------------------------- the bank's approval
+
+
+def _upgrade_the_bank_wants_approved(email: str) -> tuple[BillingCustomer, plans.Preview, BillingChange]:
+    """Standard monthly, paid; then a card whose bank asks for 3-D Secure on every payment becomes
+    the default, and the customer upgrades to Pro now."""
+    customer = make_customer(email=email, price="standard_month_eur")
+    api = stripe_client()
+    card = api.v1.payment_methods.attach(
+        "pm_card_authenticationRequired", params={"customer": customer.stripe_customer_id}
+    )
+    api.v1.customers.update(
+        customer.stripe_customer_id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    return customer, shown, change
+
+
+def _bank_answers(change: BillingChange, outcome: str) -> None:
+    secret = approvals.payment_secret(change=change)
+    intent = secret.split("_secret_")[0]
+    requests.post(
+        f"{settings.STRIPE_API_BASE}/_emulator/intents/{intent}/authenticate",
+        json={"outcome": outcome},
+        timeout=10,
+    ).raise_for_status()
+
+
+def test_an_upgrade_the_bank_wants_approved_changes_the_plan_only_once_approved(
+    committed: Callable[[], Any],
+) -> None:
+    customer, shown, change = _upgrade_the_bank_wants_approved("approve-up@example.com")
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert (change.status, result.outcome, result.charged) == (
+        Status.APPLIED,
+        "action_required",
+        shown.charge_now,
+    )
+    # Stripe keeps the upgrade pending: the customer is still on Standard, and the page says so.
+    sub = _sub(customer)
+    assert (sub.price, sub.pending_price) == (_price("standard_month_eur"), _price("pro_month_eur"))
+    assert [m.subject for m in mail.outbox if "Pro" in m.subject] == []
+
+    _bank_answers(change, "approve")
+    with committed():
+        approvals.payment_recheck(change=change)
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert (result.outcome, result.charged) == ("paid", shown.charge_now)
+    sub = _sub(customer)
+    assert (sub.price, sub.pending_price) == (_price("pro_month_eur"), None)
+    assert [m.subject for m in mail.outbox if "Pro" in m.subject] == ["Your plan is now Pro (monthly)"]
+    # The webhooks that follow settle nothing twice.
+    with committed():
+        deliver_events()
+    assert Delivery.objects.filter(customer=customer, message="plan_changed").count() == 2  # email + in-app
+
+
+def test_an_upgrade_approved_in_a_tab_then_closed_is_settled_by_stripes_webhook(
+    committed: Callable[[], Any],
+) -> None:
+    customer, shown, change = _upgrade_the_bank_wants_approved("approve-closed@example.com")
+    _bank_answers(change, "approve")
+    # No recheck from the page: only Stripe's events tell the portal.
+    with committed():
+        deliver_events(types={"invoice.paid", "customer.subscription.updated"})
+    change.refresh_from_db()
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert (result.outcome, result.charged) == ("paid", shown.charge_now)
+    assert _sub(customer).price == _price("pro_month_eur")
+    assert [m.subject for m in mail.outbox if "Pro" in m.subject] == ["Your plan is now Pro (monthly)"]
+
+
+def test_an_upgrade_whose_approval_fails_leaves_the_plan_as_it_was(committed: Callable[[], Any]) -> None:
+    customer, shown, change = _upgrade_the_bank_wants_approved("approve-fail@example.com")
+    _bank_answers(change, "fail")
+    with committed():
+        approvals.payment_recheck(change=change)
+        deliver_events()
+    result = plans.PlanChangeResult.model_validate(change.result)
+    assert result.outcome == "action_required"
+    assert _sub(customer).price == _price("standard_month_eur")
+    assert _stripe_sub(customer)["items"].data[0].price.id == _price("standard_month_eur").stripe_price_id
+    assert not Delivery.objects.filter(customer=customer, message="plan_changed").exists()
