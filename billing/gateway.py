@@ -496,19 +496,38 @@ def _next_phases(*, current_price_id: str, start: int, end: int, next_price_id: 
 
 
 def invoice_preview_at_renewal(
-    *, customer_id: str, subscription_id: str, current_price_id: str, start: int, end: int, next_price_id: str
+    *,
+    customer_id: str,
+    schedule_id: str,
+    current_price_id: str,
+    start: int,
+    end: int,
+    next_price_id: str,
 ) -> InvoicePreview:
-    """The invoice the subscription would get at its renewal with a new price from then on."""
-    params: stripe.params.InvoiceCreatePreviewParams = {
-        "customer": customer_id,
-        "subscription": subscription_id,
-        "schedule_details": {
-            "end_behavior": "release",
-            "phases": _next_phases(  # type: ignore[typeddict-item]
-                current_price_id=current_price_id, start=start, end=end, next_price_id=next_price_id
-            ),
-        },
-    }
+    """The invoice the subscription would get at its renewal with a new price from then on.
+
+    Stripe previews schedule phases only for a schedule (`schedule_details` can't go with
+    `subscription`): a subscription on one is previewed with its phases replaced; one not on a
+    schedule yet, as a schedule of the new price from the period's end, which bills the same."""
+    if schedule_id:
+        params: stripe.params.InvoiceCreatePreviewParams = {
+            "customer": customer_id,
+            "schedule": schedule_id,
+            "schedule_details": {
+                "end_behavior": "release",
+                "phases": _next_phases(  # type: ignore[typeddict-item]
+                    current_price_id=current_price_id, start=start, end=end, next_price_id=next_price_id
+                ),
+            },
+        }
+    else:
+        params = {
+            "customer": customer_id,
+            "schedule_details": {
+                "end_behavior": "release",
+                "phases": [{"items": [{"price": next_price_id}], "start_date": end}],
+            },
+        }
     return InvoicePreview.of(_read(lambda: client().v1.invoices.create_preview(params=params)))
 
 

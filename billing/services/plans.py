@@ -124,7 +124,7 @@ def _ask_stripe(
         else:
             found = gateway.invoice_preview_at_renewal(
                 customer_id=customer.stripe_customer_id,
-                subscription_id=subscription.stripe_id,
+                schedule_id=live.schedule_id,
                 current_price_id=current.stripe_price_id,
                 start=start,
                 end=end,

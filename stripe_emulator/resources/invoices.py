@@ -203,13 +203,18 @@ def _creation_preview(state: State, customer: dict[str, Any], plans: list[billin
 
 def _schedule_preview(state: State, params: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, Any]:
     """``schedule`` and/or ``schedule_details``: the next invoice under that schedule, for an
-    existing schedule (its phases, or new ones), a subscription being put on one, or a new one."""
+    existing schedule (its phases, or new ones) or a new one (with ``customer``)."""
     if "subscription_details" in params:
         given = "schedule" if "schedule" in params else "schedule_details"
         raise InvalidRequestError(f"You may only specify one of these parameters: {given}, subscription_details.",
                                   param="subscription_details")
     if "schedule" in params and "subscription" in params:
         raise InvalidRequestError("You may only specify one of these parameters: schedule, subscription.",
+                                  param="subscription")
+    if "subscription" in params:
+        # Stripe: schedule_details "cannot be used with subscription or subscription_ prefixed fields";
+        # a subscription not yet on a schedule is previewed by its renewal, or as a new schedule.
+        raise InvalidRequestError("You may only specify one of these parameters: schedule_details, subscription.",
                                   param="subscription")
     details = params.get("schedule_details") or {}
     end_behavior = details.get("end_behavior")
@@ -229,14 +234,6 @@ def _schedule_preview(state: State, params: dict[str, Any], customer: dict[str, 
         sub = state.get("subscription", schedule["subscription"], param="schedule")
         phases = schedule["phases"]
         end_behavior = end_behavior or schedule["end_behavior"]
-    elif params.get("subscription"):
-        sub = state.get("subscription", params["subscription"], param="subscription")
-        if customer is not None and sub["customer"] != customer["id"]:
-            raise InvalidRequestError("The subscription does not belong to that customer.", param="subscription")
-        if sub["status"] in ("canceled", "incomplete_expired", "incomplete"):
-            raise InvalidRequestError("The subscription must be active to be put on a schedule.",
-                                      param="subscription")
-        phases = []
     else:
         if customer is None:
             raise InvalidRequestError("Missing required param: customer, subscription or schedule.",
@@ -265,8 +262,8 @@ def _new_schedule_preview(state: State, customer: dict[str, Any], details: dict[
                                 param="schedule_details[phases]")
     if phases[0]["start_date"] < now:
         raise InvalidRequestError(
-            "The emulator previews a new schedule starting now or later only; to preview putting a subscription on "
-            "a schedule, pass `subscription` (or `schedule` for one it has).",
+            "The emulator previews a new schedule starting now or later only; to preview a subscription's phases, "
+            "put it on a schedule and pass `schedule`.",
             param="schedule_details[phases][0][start_date]",
         )
     plans = [billing.ItemPlan(state.objects[i["price"]], i["quantity"]) for i in phases[0]["items"]]

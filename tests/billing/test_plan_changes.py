@@ -100,6 +100,9 @@ def test_a_downgrade_is_scheduled_for_the_renewal_shown_and_can_be_dropped(
         _price("basic_month_eur").stripe_price_id,
     ]
     assert any("changes to Basic (monthly)" in m.subject for m in mail.outbox)
+    # On a schedule now, another choice for the renewal is previewed through that schedule.
+    other = _preview(customer, "standard_month_eur", When.RENEWAL)
+    assert (other.charge_now, other.next_amount, other.effective_at) == (0, 1900, period_end)
 
     with committed():
         dropped = plans.plan_schedule_cancel(customer=customer, subscription=sub, requested_by=customer.user)
@@ -270,7 +273,7 @@ def test_an_upgrade_approved_in_a_tab_then_closed_is_settled_by_stripes_webhook(
 
 
 def test_an_upgrade_whose_approval_fails_leaves_the_plan_as_it_was(committed: Callable[[], Any]) -> None:
-    customer, shown, change = _upgrade_the_bank_wants_approved("approve-fail@example.com")
+    customer, _shown, change = _upgrade_the_bank_wants_approved("approve-fail@example.com")
     _bank_answers(change, "fail")
     with committed():
         approvals.payment_recheck(change=change)

@@ -350,16 +350,20 @@ def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
          "end_date": item.current_period_end, "proration_behavior": "none"},
         {"items": [{"price": new_price.id, "quantity": 1}], "start_date": item.current_period_end},
     ]
-    # Before the subscription is on a schedule: the subscription being put on one.
+    # Before the subscription is on a schedule, Stripe refuses schedule_details with it; what the
+    # renewal will bill is previewed as a new schedule of the new price from the period's end.
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.invoices.create_preview(params={
+            "customer": customer.id, "subscription": sub.id, "schedule_details": {"phases": phases}})
+    assert refused.value.param == "subscription"
     ahead = client.v1.invoices.create_preview(params={
-        "customer": customer.id, "subscription": sub.id,
-        "schedule_details": {"phases": phases, "end_behavior": "release", "proration_behavior": "none"},
+        "customer": customer.id,
+        "schedule_details": {"phases": [phases[1]], "end_behavior": "release"},
     })
     new_amount = new_price.unit_amount
     assert (ahead.amount_due, ahead.total) == (new_amount, new_amount)  # the new price's full amount, no prorations
     assert [(line.amount, line.pricing.price_details.price, line.period.start, line.period.end)
             for line in ahead.lines.data] == [(new_amount, new_price.id, period_end, next_end)]
-    assert (ahead.period_start, ahead.period_end) == (JAN_1, period_end)
     assert client.v1.subscriptions.retrieve(sub.id).schedule is None  # a preview changes nothing
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
 
@@ -376,7 +380,8 @@ def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
     advance(client, clock.id, period_end + 2 * HOUR)
     renewal = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
     assert (renewal.billing_reason, renewal.status) == ("subscription_cycle", "paid")
-    assert _billed(renewal) == _billed(ahead) == _billed(by_id) == _billed(by_details) == _billed(by_subscription)
+    assert _billed(renewal) == _billed(by_id) == _billed(by_details) == _billed(by_subscription)
+    assert renewal.amount_due == ahead.amount_due
     after = client.v1.subscriptions.retrieve(sub.id)
     assert (after["items"].data[0].id, after["items"].data[0].price.id) == (item.id, new_price.id)
     assert (after["items"].data[0].current_period_start, after["items"].data[0].current_period_end) == (
@@ -414,8 +419,8 @@ def test_schedule_preview_of_a_phase_change_within_the_period_is_the_invoice_it_
     middle = JAN_1 + 15 * DAY + 777  # another interval from here: credit, and a year billed then
     phases = [{"items": [{"price": prices.monthly.id}], "start_date": JAN_1, "end_date": middle},
               {"items": [{"price": prices.yearly.id}], "proration_behavior": "create_prorations"}]
-    ahead = client.v1.invoices.create_preview(params={"subscription": sub.id, "schedule_details": {"phases": phases}})
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    ahead = client.v1.invoices.create_preview(params={"schedule": schedule.id, "schedule_details": {"phases": phases}})
     client.v1.subscription_schedules.update(schedule.id, params={"phases": phases})
     advance(client, clock.id, middle + 60)
     changed = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
@@ -441,7 +446,7 @@ def test_schedule_preview_refuses_what_stripe_refuses(client: stripe.StripeClien
         assert caught.value.http_status == 400
         return caught.value
 
-    in_dollars = refused({"subscription": sub.id, "schedule_details": {"phases": [
+    in_dollars = refused({"schedule": schedule.id, "schedule_details": {"phases": [
         this_period, {"items": [{"price": dollars.yearly.id}]}]}})
     assert in_dollars.param == "schedule_details[phases][1][items][0][price]"
     assert refused({"customer": other.id, "schedule": schedule.id}).param == "schedule"
@@ -451,6 +456,7 @@ def test_schedule_preview_refuses_what_stripe_refuses(client: stripe.StripeClien
     mixed = refused({"subscription": sub.id, "subscription_details": {"proration_behavior": "none"},
                      "schedule_details": {"phases": [this_period]}})
     assert mixed.param == "subscription_details"
+    assert refused({"subscription": sub.id, "schedule_details": {"phases": [this_period]}}).param == "subscription"
     unknown = refused({"schedule": schedule.id, "schedule_details": {"phases": [{**this_period, "plan": "x"}]}})
     assert (unknown.code, unknown.param) == ("parameter_unknown", "schedule_details[phases][0][plan]")
     # The last phase ends with this period and the schedule then cancels the subscription: nothing comes next.
