@@ -21,7 +21,7 @@ from pydantic import StringConstraints
 
 from billing import changes, gateway, messages, plans, selectors, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
-from billing.errors import InvalidRequest, Refused
+from billing.errors import InvalidRequest, Refused, StripeUnavailable
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Price, Subscription
 from billing.plans import When
@@ -58,6 +58,9 @@ class Preview:
     proration_date: int
     from_price: str
     period_end: int
+    # Worked out from the catalog because Stripe could not answer: only for a change at the
+    # renewal, which charges nothing now and then the price the catalog holds.
+    from_catalog: bool = False
 
 
 def _ts(value: int) -> dt.datetime:
@@ -96,9 +99,31 @@ def preview(*, customer: BillingCustomer, subscription: Subscription, target: Pr
     found: Preview | None = cache.get(key)
     if found is not None:
         return found
-    made = _ask_stripe(
-        customer=customer, subscription=subscription, current=current, target=target, when=when
-    )
+    try:
+        made = _ask_stripe(
+            customer=customer, subscription=subscription, current=current, target=target, when=when
+        )
+    except StripeUnavailable:
+        if when != When.RENEWAL or subscription.current_period_end is None:
+            raise
+        # Nothing is charged now, and the renewal charges the target's price: the change can be
+        # confirmed and applied once Stripe is back.  Not kept: Stripe's own answer comes next time.
+        end = subscription.current_period_end
+        return Preview(
+            subscription=subscription.stripe_id,
+            target=target.lookup_key,
+            when=when,
+            currency=target.currency,
+            charge_now=0,
+            credit=0,
+            next_amount=target.unit_amount,
+            next_at=end,
+            effective_at=end,
+            proration_date=int(end.timestamp()),
+            from_price=current.lookup_key,
+            period_end=int(end.timestamp()),
+            from_catalog=True,
+        )
     cache.set(key, made, timeout=PREVIEW_SECONDS)
     return made
 

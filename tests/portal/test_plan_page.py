@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from billing import tasks
 from billing.models import BillingChange, Subscription
 from tests.billing.conftest import StripeSwitch
 from tests.portal_support import logged_in, make_customer, stripe_client
@@ -74,6 +75,39 @@ def test_with_stripe_down_the_preview_says_so_and_offers_no_confirm(stripe_down:
     html = client.get("/plan/preview/", {"price": "pro_month_eur", "when": "now"}).content.decode()
     assert "We can't show the exact amount right now" in html
     assert 'name="preview"' not in html
+
+
+def test_with_stripe_down_a_change_at_the_renewal_is_confirmed_and_made_once_it_is_back(
+    stripe_down: StripeSwitch, committed: Callable[[], Any]
+) -> None:
+    customer = make_customer(email="down-renewal@example.com", price="standard_month_eur")
+    client = logged_in(customer)
+    stripe_down()
+    html = client.get("/plan/preview/", {"price": "basic_month_eur", "when": "renewal"}).content.decode()
+    # Nothing is charged now and the renewal charges the catalog's price: it may be confirmed.
+    assert 'data-test="preview-from-catalog"' in html
+    assert re.search(r'data-test="preview-next">€9.00 on ', html)
+    preview, token = _signed_preview(html)
+    with committed():
+        client.post("/plan/confirm/", {"preview": preview, "token": token})
+        client.post("/plan/confirm/", {"preview": preview, "token": token})
+    (change,) = BillingChange.objects.filter(customer=customer, kind="plan_change")
+    assert change.status == BillingChange.Status.PENDING
+    stripe_down.back()
+    with committed():
+        tasks.apply_change(change_id=change.pk)
+        tasks.apply_change(change_id=change.pk)
+    change.refresh_from_db()
+    assert change.status == BillingChange.Status.APPLIED, change.error_message
+    sub = Subscription.objects.select_related("scheduled_price").get(customer=customer)
+    assert sub.scheduled_price is not None and sub.scheduled_price.lookup_key == "basic_month_eur"
+    schedules = stripe_client().v1.subscription_schedules.list(
+        params={"customer": customer.stripe_customer_id}
+    )
+    assert len(schedules.data) == 1
+    # With Stripe back, the preview is Stripe's again.
+    html = client.get("/plan/preview/", {"price": "pro_month_eur", "when": "now"}).content.decode()
+    assert 'data-test="preview-from-catalog"' not in html and 'name="preview"' in html
 
 
 def test_a_refused_choice_says_why() -> None:
