@@ -435,6 +435,24 @@ def subscription_retrieve(*, subscription_id: str) -> Subscription:
     return Subscription.of(_read(lambda: client().v1.subscriptions.retrieve(subscription_id, params=params)))
 
 
+def subscription_create(
+    *, customer_id: str, price_id: str, payment_method_id: str, idempotency_key: str
+) -> Subscription:
+    """Start a subscription and charge its first invoice with the card at once.  Off-session, as
+    the card was just saved (and authenticated, if the bank asked) for future payments; a bank
+    that insists still gets its check: the subscription stays incomplete, its invoice open."""
+    params: stripe.params.SubscriptionCreateParams = {
+        "customer": customer_id,
+        "items": [{"price": price_id}],
+        "default_payment_method": payment_method_id,
+        "payment_behavior": "allow_incomplete",
+        "off_session": True,
+    }
+    return Subscription.of(
+        _write(lambda o: client().v1.subscriptions.create(params=params, options=o), idempotency_key)
+    )
+
+
 def subscription_set_default_payment_method(
     *, subscription_id: str, payment_method_id: str, idempotency_key: str
 ) -> Subscription:
@@ -576,7 +594,13 @@ def schedule_release(*, schedule_id: str, idempotency_key: str) -> Schedule:
 
 
 def subscriptions_list(*, customer_id: str) -> Iterator[Subscription]:
-    params: stripe.params.SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
+    # With their schedules, as subscription_retrieve: reconciling keeps a change scheduled for the renewal.
+    params: stripe.params.SubscriptionListParams = {
+        "customer": customer_id,
+        "status": "all",
+        "limit": 100,
+        "expand": ["data.schedule"],
+    }
     page = _translated(lambda: client().v1.subscriptions.list(params=params))
     for sub in page.auto_paging_iter():
         yield Subscription.of(_plain(sub))

@@ -8,6 +8,8 @@ plain facts: no database, no Stripe, so the Plan page, the services and the test
 - The same tier on another interval: now (a new period starts today, the unused time is credited)
   or at the next renewal.
 - A new choice replaces a change already scheduled (the preview says so first).
+- A customer with no subscription, or one that has ended, starts one; one whose first payment is
+  still open pays or approves that instead of starting another.
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ def refusal(*, situation: Situation, current: Plan, target: Plan, when: When) ->
             "Your last payment has not gone through. Pay it first; until then you can only move to a "
             "plan that costs less."
         )
+    return None
+
+
+def start_refusal(*, phase: Phase | None, currency: str, target: Plan) -> str | None:
+    """Why the customer can't start a subscription to `target` now (their latest subscription is
+    in `phase`, None if they never had one); None if they can."""
+    if not target.self_serve:
+        return gettext("The %(plan)s plan can't be chosen here. Please contact us to start it.") % {
+            "plan": target.tier_name
+        }
+    if target.currency != currency:
+        return gettext("The %(plan)s plan is not offered in your currency.") % {"plan": target.tier_name}
+    if phase == Phase.INCOMPLETE:
+        return gettext(
+            "Your first payment has not gone through yet. Approve it, or pay it with another card."
+        )
+    if phase is not None and phase != Phase.ENDED:
+        return gettext("You already have a subscription. Change its plan instead.")
     return None
 
 

@@ -30,7 +30,7 @@ from billing.models import (
     Tier,
 )
 from billing.reads import CustomerRead
-from billing.state import LIVE_STATUSES, SubscriptionState, subscription_state
+from billing.state import LIVE_STATUSES, Phase, SubscriptionState, subscription_state
 
 # How many of the latest messages the dashboard lists.
 RECENT_MESSAGES = 5
@@ -47,6 +47,14 @@ def customer_of_user(*, user_id: Any) -> BillingCustomer | None:
 
 def card_for(*, customer: BillingCustomer, card_id: int) -> PaymentMethod | None:
     return PaymentMethod.objects.filter(customer=customer, pk=card_id).first()
+
+
+def default_card(*, customer: BillingCustomer) -> PaymentMethod | None:
+    if not customer.default_payment_method_id:
+        return None
+    return PaymentMethod.objects.filter(
+        customer=customer, stripe_id=customer.default_payment_method_id
+    ).first()
 
 
 def change_for(*, customer: BillingCustomer, change_id: Any) -> BillingChange | None:
@@ -74,6 +82,7 @@ _SUBSCRIPTIONS = CustomerRead(
             plan_interval=F("price__interval"),
             # What the dashboard says of a change scheduled for the renewal.
             scheduled_tier_name=F("scheduled_price__tier__name"),
+            scheduled_unit_amount=F("scheduled_price__unit_amount"),
         )
         .order_by("-created")[:10]
     ),
@@ -333,6 +342,8 @@ class PlanOption:
     # When it may take effect (the default first), or why it can't be chosen.
     timings: tuple[policy_plans.When, ...]
     refusal: str | None
+    # With no live subscription: whether a subscription to it can be started (else `refusal`).
+    startable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,7 +374,12 @@ def plan_page(*, customer: BillingCustomer) -> PlanPage:
         .filter(active=True, currency=currency, stripe_price_id__isnull=False)
         .order_by("tier__rank")
     )
-    current = sub.price if sub is not None and state is not None and state.live else None
+    # A subscription whose first payment is still open has no plan yet to change from.
+    current = (
+        sub.price
+        if sub is not None and state is not None and state.live and state.phase != Phase.INCOMPLETE
+        else None
+    )
     situation = situation_of(customer=customer, subscription=sub) if current is not None and sub else None
     monthly = {p.tier_id: p.unit_amount for p in prices if p.interval == "month"}
     tiers: dict[int, tuple[Tier, list[PlanOption]]] = {}
@@ -371,7 +387,11 @@ def plan_page(*, customer: BillingCustomer) -> PlanPage:
         spec = catalog.spec(price.tier.key)
         option_timings: tuple[policy_plans.When, ...] = ()
         refusal = None
-        if current is not None and situation is not None:
+        if current is None:
+            refusal = policy_plans.start_refusal(
+                phase=state.phase if state is not None else None, currency=currency, target=plan_of(price)
+            )
+        elif situation is not None:
             target = plan_of(price)
             move = policy_plans.move_of(current=plan_of(current), target=target)
             if move is not None:
@@ -394,6 +414,7 @@ def plan_page(*, customer: BillingCustomer) -> PlanPage:
             scheduled=sub is not None and sub.scheduled_price_id == price.pk,
             timings=option_timings,
             refusal=refusal,
+            startable=current is None and refusal is None,
         )
         tiers.setdefault(price.tier_id, (price.tier, []))[1].append(option)
     return PlanPage(subscription=sub, state=state, currency=currency, tiers=list(tiers.values()))

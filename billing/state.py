@@ -79,6 +79,20 @@ class SubscriptionState:
         return str(words[self.phase])
 
 
+def _renewal_unit_amount(sub: Subscription) -> int:
+    """The price the renewal charges: a change scheduled for it (a downgrade, another interval)
+    sets it, not today's price."""
+    at, end = sub.scheduled_at, sub.current_period_end
+    if sub.scheduled_price_id is None or at is None or end is None or at > end:
+        return sub.unit_amount
+    # The dashboard's compiled read brings the amount in the subscription's row.
+    annotated = getattr(sub, "scheduled_unit_amount", None)
+    if annotated is not None:
+        return int(annotated)
+    assert sub.scheduled_price is not None
+    return sub.scheduled_price.unit_amount
+
+
 def subscription_state(*, subscription: Subscription, now: dt.datetime) -> SubscriptionState:
     sub = subscription
     status = Status(sub.status)
@@ -108,7 +122,7 @@ def subscription_state(*, subscription: Subscription, now: dt.datetime) -> Subsc
     next_charge = None
     if phase in (Phase.ACTIVE, Phase.TRIAL) and sub.current_period_end is not None:
         next_charge = NextCharge(
-            amount=sub.unit_amount * sub.quantity, currency=sub.currency, at=sub.current_period_end
+            amount=_renewal_unit_amount(sub) * sub.quantity, currency=sub.currency, at=sub.current_period_end
         )
     return SubscriptionState(
         phase=phase,

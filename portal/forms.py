@@ -49,3 +49,9 @@ class PlanPreviewForm(forms.Form):
 class PlanConfirmForm(CardActionForm):
     # The preview the customer saw, signed by us (its amounts and the moment it prorates to).
     preview = forms.CharField(max_length=4000)
+
+
+class PlanStartForm(CardActionForm):
+    price = forms.RegexField(regex=r"^[a-z0-9_]{1,200}$", max_length=200)
+    # The card saved on the start page; without it the customer's default card pays.
+    setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220, required=False)

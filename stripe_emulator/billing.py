@@ -612,7 +612,11 @@ def payment_failed(state: State, *, intent: dict[str, Any], off_session: bool) -
     if sub is None:
         return
     before_sub = render_before(state, sub)
-    if sub["status"] in ("active", "trialing") and invoice["billing_reason"] != "subscription_create":
+    # An update kept pending for this invoice leaves the subscription cycling "as if no update request
+    # was made" (Stripe's pending updates): its unpaid invoice does not make it past due.
+    pending_for_it = (sub.get("_pending") or {}).get("invoice") == invoice["id"]
+    if (sub["status"] in ("active", "trialing") and invoice["billing_reason"] != "subscription_create"
+            and not pending_for_it):
         sub["status"] = "past_due"
     if render_before(state, sub) != before_sub:
         emit(state, "customer.subscription.updated", sub, previous=before_sub)

@@ -158,7 +158,9 @@ def _clear_backup(change: BillingChange, customer: BillingCustomer) -> None:
     customer.save(update_fields=["backup_consent_at"])
 
 
-def _make_default(change: BillingChange, customer: BillingCustomer, payment_method: str) -> CardDefaultResult:
+def make_default(
+    *, change: BillingChange, customer: BillingCustomer, payment_method: str
+) -> CardDefaultResult:
     """Default on the customer and on every live subscription: Stripe charges a subscription's own
     default first, so setting it only on the customer would leave retries on the old card."""
     assert customer.stripe_customer_id
@@ -196,6 +198,18 @@ def _next_charge(customer: BillingCustomer) -> dict[str, Any]:
         return {}
     charge = state.next_charge
     return {"next_amount": charge.amount, "next_currency": charge.currency, "next_at": charge.at}
+
+
+def card_from_setup(*, customer: BillingCustomer, setup_intent_id: str) -> gateway.Card:
+    """The card a SetupIntent the customer confirmed in the browser saved, mirrored."""
+    intent = gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
+    if intent.customer_id != customer.stripe_customer_id:
+        raise InvalidRequest("This card setup belongs to someone else.", code="setup_intent_foreign")
+    if intent.status != "succeeded":
+        raise InvalidRequest("The card was not confirmed.", code=f"setup_intent_{intent.status}")
+    card = gateway.payment_method_retrieve(payment_method_id=intent.payment_method_id)
+    sync.payment_method_from_stripe(customer=customer, data=card.raw, state_at=timezone.now())
+    return card
 
 
 def _pay_open_invoice(
@@ -246,14 +260,8 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: CardAddParams
     ) -> CardAddResult:
-        intent = gateway.setup_intent_retrieve(setup_intent_id=params.setup_intent)
-        if intent.customer_id != customer.stripe_customer_id:
-            raise InvalidRequest("This card setup belongs to someone else.", code="setup_intent_foreign")
-        if intent.status != "succeeded":
-            raise InvalidRequest("The card was not confirmed.", code=f"setup_intent_{intent.status}")
-        card = gateway.payment_method_retrieve(payment_method_id=intent.payment_method_id)
-        sync.payment_method_from_stripe(customer=customer, data=card.raw, state_at=timezone.now())
-        default = _make_default(change, customer, card.id)
+        card = card_from_setup(customer=customer, setup_intent_id=params.setup_intent)
+        default = make_default(change=change, customer=customer, payment_method=card.id)
         payment = _pay_open_invoice(change, customer, card.id)
         return CardAddResult(**default.model_dump(), payment=payment)
 
@@ -319,7 +327,7 @@ class CardSetDefault(ChangeKind[CardParams, CardDefaultResult]):
         self, *, change: BillingChange, customer: BillingCustomer, params: CardParams
     ) -> CardDefaultResult:
         _card(customer, params.payment_method)
-        return _make_default(change, customer, params.payment_method)
+        return make_default(change=change, customer=customer, payment_method=params.payment_method)
 
     def confirmation(
         self, *, change: BillingChange, params: CardParams, result: CardDefaultResult

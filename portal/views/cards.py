@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -90,11 +91,13 @@ def card_return(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespo
     """Where the bank's page sends the customer back after 3-D Secure: a GET only shows a page;
     the page posts the confirmation."""
     form = SetupIntentForm({"setup_intent": request.GET.get("setup_intent", "")})
-    return render(
-        request,
-        "portal/card_return.html",
-        {"form": form, "ok": form.is_valid() and request.GET.get("redirect_status") == "succeeded"},
-    )
+    context = {
+        "ok": form.is_valid() and request.GET.get("redirect_status") == "succeeded",
+        "action": reverse("portal:card_confirm"),
+        "retry": reverse("portal:card_add"),
+        "hidden": {"setup_intent": form.data["setup_intent"]},
+    }
+    return render(request, "portal/card_return.html", context)
 
 
 Act = Callable[[HttpRequest, BillingCustomer, PaymentMethod, dict[str, Any]], BillingChange]

@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -18,8 +21,15 @@ from billing import selectors
 from billing.errors import BillingError, Refused
 from billing.models import BillingCustomer, Price
 from billing.plans import When
-from billing.services import plans
-from portal.forms import CardActionForm, PlanConfirmForm, PlanPreviewForm, new_token
+from billing.services import plans, subscriptions
+from portal.forms import (
+    CardActionForm,
+    PlanConfirmForm,
+    PlanPreviewForm,
+    PlanStartForm,
+    SetupIntentForm,
+    new_token,
+)
 from portal.views.common import bad_request, customer_view, found_or_404
 
 # Signed previews are bound to this purpose (and to the customer, inside them).
@@ -131,3 +141,87 @@ def plan_schedule_cancel(request: HttpRequest, *, customer: BillingCustomer) -> 
         messages.error(request, str(exc))
         return redirect("portal:plan")
     return redirect("portal:change", change_id=change.pk)
+
+
+# --------------------------------------------------------------------------- starting a subscription
+
+
+def _startable(customer: BillingCustomer, lookup_key: str) -> Price | None:
+    """The catalog price, if the Plan page offers to start a subscription to it."""
+    page = selectors.plan_page(customer=customer)
+    for _tier, options in page.tiers:
+        for option in options:
+            if option.price.lookup_key == lookup_key and option.startable:
+                return option.price
+    return None
+
+
+@require_GET
+@customer_view
+def plan_start(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    """What starting a subscription to the chosen plan charges, and the card that pays it: the
+    default card if the customer has one (or another), else the card form."""
+    form = PlanPreviewForm({"price": request.GET.get("price", ""), "when": "now"})
+    price = _startable(customer, form.data["price"]) if form.is_valid() else None
+    if price is None:
+        messages.error(request, _("This plan can't be started here. Please choose one below."))
+        return redirect("portal:plan")
+    card = selectors.default_card(customer=customer)
+    new_card = card is None or request.GET.get("card") == "new"
+    context = {
+        "price": price,
+        "card": None if new_card else card,
+        "token": new_token(),
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        # One per page view: a double click reuses the same SetupIntent (idempotency key).
+        "attempt": new_token(),
+    }
+    return render(request, "portal/plan_start.html", context)
+
+
+@require_POST
+@customer_view
+def plan_start_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    form = PlanStartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("We could not read your choice. Please choose your plan again."))
+        return redirect("portal:plan")
+    setup_intent = form.cleaned_data["setup_intent"] or None
+    earlier = subscriptions.submitted_start(
+        customer=customer, setup_intent_id=setup_intent, key=form.cleaned_data["token"]
+    )
+    if earlier is not None:
+        # Posted again (a double click, the bank's return page): the start it made.
+        return redirect("portal:change", change_id=earlier.pk)
+    price = _startable(customer, form.cleaned_data["price"])
+    try:
+        if price is None:
+            raise Refused(_("This plan can't be started here. Please choose one below."))
+        change = subscriptions.subscription_start(
+            customer=customer,
+            price=price,
+            setup_intent_id=setup_intent,
+            requested_by=request.user,
+            key=form.cleaned_data["token"],
+        )
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:plan")
+    return redirect("portal:change", change_id=change.pk)
+
+
+@require_GET
+@customer_view
+def plan_start_return(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    """Where the bank's page sends the customer back after 3-D Secure: a GET only shows a page;
+    the page posts the confirmation."""
+    form = SetupIntentForm({"setup_intent": request.GET.get("setup_intent", "")})
+    ok = form.is_valid() and request.GET.get("redirect_status") == "succeeded"
+    context = {
+        "ok": ok,
+        "action": reverse("portal:plan_start_confirm"),
+        "retry": f"{reverse('portal:plan_start')}?{urlencode({'price': request.GET.get('price', '')})}",
+        "hidden": {"setup_intent": form.data["setup_intent"], "price": request.GET.get("price", "")},
+    }
+    return render(request, "portal/card_return.html", context)

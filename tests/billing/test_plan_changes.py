@@ -13,7 +13,7 @@ import requests
 from django.conf import settings
 from django.core import mail
 
-from billing import tasks
+from billing import sync, tasks
 from billing.errors import Refused
 from billing.models import BillingChange, BillingCustomer, Delivery, Price, Subscription
 from billing.plans import When
@@ -283,3 +283,17 @@ def test_an_upgrade_whose_approval_fails_leaves_the_plan_as_it_was(committed: Ca
     assert _sub(customer).price == _price("standard_month_eur")
     assert _stripe_sub(customer)["items"].data[0].price.id == _price("standard_month_eur").stripe_price_id
     assert not Delivery.objects.filter(customer=customer, message="plan_changed").exists()
+
+
+def test_reconciling_a_customer_keeps_the_change_scheduled_for_the_renewal() -> None:
+    customer = make_customer(email="reconcile-sched@example.com", price="pro_month_eur")
+    plans.plan_change(
+        customer=customer,
+        shown=_preview(customer, "basic_month_eur", When.RENEWAL),
+        requested_by=customer.user,
+    )
+    # The mirror forgets it all (a new database, or webhooks lost); reconciling brings it back.
+    Subscription.objects.filter(customer=customer).delete()
+    sync.reconcile_customer(customer_id=customer.pk)
+    sub = _sub(customer)
+    assert (sub.price, sub.scheduled_price) == (_price("pro_month_eur"), _price("basic_month_eur"))

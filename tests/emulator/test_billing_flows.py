@@ -271,6 +271,8 @@ def test_pending_if_incomplete_applies_the_change_only_once_paid(client: stripe.
     })
     assert updated["items"].data[0].price.id == prices.basic_monthly.id
     assert updated.pending_update.subscription_items[0].price.id == prices.monthly.id
+    # The declined payment is the update's alone: the subscription cycles on as if none was asked for.
+    assert (updated.status, client.v1.invoices.retrieve(updated.latest_invoice).status) == ("active", "open")
     good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
     client.v1.invoices.pay(updated.latest_invoice, params={"payment_method": good.id})
     after = client.v1.subscriptions.retrieve(sub.id)

@@ -119,3 +119,17 @@ def test_a_refused_choice_says_why() -> None:
     )
     assert "A downgrade takes effect at the end of the period you have paid for." in html
     assert 'name="preview"' not in html
+
+
+def test_the_dashboard_names_the_next_payment_of_a_scheduled_downgrade(committed: Callable[[], Any]) -> None:
+    customer = make_customer(email="next-down@example.com", price="pro_month_eur")
+    client = logged_in(customer)
+    before = client.get("/").content.decode()
+    assert re.search(r'data-test="next-charge">€49.00 on ', before)
+    fragment = client.get("/plan/preview/", {"price": "basic_month_eur", "when": "renewal"}).content.decode()
+    preview, token = _signed_preview(fragment)
+    with committed():
+        client.post("/plan/confirm/", {"preview": preview, "token": token})
+    after = client.get("/").content.decode()
+    assert re.search(r'data-test="next-charge">€9.00 on ', after)
+    assert "Changes to Basic on " in after
