@@ -12,6 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.test import Client
 from django.urls import path
 
+from billing.models import Subscription
 from portal.dev import mailbox
 from portal.dev import seed as demo
 from portal.urls import urlpatterns as portal_urlpatterns
@@ -28,12 +29,20 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def _dashboard(email: str) -> str:
+def _client(email: str) -> Client:
     client = Client()
     assert client.login(username=email, password=demo.PASSWORD), email
-    response = client.get("/")
-    assert response.status_code == 200
+    return client
+
+
+def _page(email: str, url: str) -> str:
+    response = _client(email).get(url)
+    assert response.status_code == 200, (email, url)
     return response.content.decode()
+
+
+def _dashboard(email: str) -> str:
+    return _page(email, "/")
 
 
 @pytest.mark.django_db
@@ -47,6 +56,11 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "margaret@example.com",
         "astrid@example.com",
         "edsger@example.com",
+        "linus@example.com",
+        "barbara@example.com",
+        "dennis@example.com",
+        "tim@example.com",
+        "charles@example.com",
     ]
     ada = _text(_dashboard("ada@example.com"))
     assert "Active" in ada and "Visa •••• 4242" in ada and "Nothing to pay" in ada
@@ -58,9 +72,72 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     assert '<html lang="sv">' in astrid and "kr" in astrid
     assert '<html lang="nl">' in _dashboard("edsger@example.com")
 
+    linus = _text(_dashboard("linus@example.com"))
+    assert "Pro" in linus and "Changes to Basic on" in linus
+    linus_plan = _text(_page("linus@example.com", "/plan/"))
+    assert "Changes to Basic (monthly) on" in linus_plan and "Cancel this change" in linus_plan
+    barbara = _text(_dashboard("barbara@example.com"))
+    assert "Active" in barbara and "Basic" in barbara and "Visa •••• 3184" in barbara
+    dennis = _text(_dashboard("dennis@example.com"))
+    assert "Active" in dennis and "Visa •••• 0341" in dennis and "Nothing to pay" in dennis
+    assert "Payment failed" not in dennis
+    assert "You have no subscription yet." in _text(_dashboard("tim@example.com"))
+    assert "You have no active subscription." in _text(_page("tim@example.com", "/plan/"))
+    charles = _text(_dashboard("charles@example.com"))
+    assert "Ended" in charles and "Visa •••• 4242" in charles
+    assert "You have no active subscription." in _text(_page("charles@example.com", "/plan/"))
+
     staff = Client()
     assert staff.login(username=demo.ADMIN_EMAIL, password=demo.PASSWORD)
     assert staff.get("/admin/").status_code == 200
+
+
+def _change(email: str, price: str, when: str) -> str:
+    """Preview a plan change on the Plan page and confirm it; the text of the change's page."""
+    client = _client(email)
+    fragment = client.get("/plan/preview/", {"price": price, "when": when}).content.decode()
+    preview = re.search(r'name="preview" value="([^"]+)"', fragment)
+    token = re.search(r'name="token" value="([^"]+)"', fragment)
+    assert preview and token, (email, _text(fragment))
+    response = client.post("/plan/confirm/", {"preview": preview.group(1), "token": token.group(1)})
+    assert response.status_code == 302 and response["Location"].startswith("/changes/"), email
+    return _text(client.get(response["Location"]).content.decode())
+
+
+def _plan_of(email: str) -> str | None:
+    sub = Subscription.objects.select_related("price").get(customer__email=email)
+    return sub.price.lookup_key if sub.price else None
+
+
+@pytest.mark.django_db
+def test_the_plan_changes_the_readme_suggests_work_with_those_logins(
+    catalog: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    demo.seed()
+    with django_capture_on_commit_callbacks(execute=True):
+        upgraded = _change("ada@example.com", "pro_month_eur", "now")
+        approval = _change("barbara@example.com", "standard_month_eur", "now")
+        declined = _change("dennis@example.com", "pro_month_eur", "now")
+        at_renewal = _change("edsger@example.com", "basic_month_eur", "renewal")
+        cancel_page = _page("linus@example.com", "/plan/")
+        token = re.search(r'name="token" value="([^"]+-c)"', cancel_page)
+        assert token is not None
+        cancelled = _client("linus@example.com").post(
+            "/plan/scheduled/cancel/", {"token": token.group(1)}, follow=True
+        )
+
+    assert "Done: your plan is now Pro (monthly)." in upgraded
+    assert _plan_of("ada@example.com") == "pro_month_eur"
+    assert "Your bank wants you to approve the payment" in approval
+    assert _plan_of("barbara@example.com") == "basic_month_eur"
+    assert "The bank declined the payment" in declined
+    assert _plan_of("dennis@example.com") == "standard_month_eur"
+    # Edsger reads the portal in Dutch: "changes to Basic (monthly) on …; nothing is charged now".
+    assert "Basic (maandelijks)" in at_renewal and "Er wordt nu niets afgeschreven." in at_renewal
+    assert Subscription.objects.get(customer__email="edsger@example.com").scheduled_price is not None
+    assert cancelled.status_code == 200
+    linus = Subscription.objects.get(customer__email="linus@example.com")
+    assert linus.scheduled_price is None and _plan_of("linus@example.com") == "pro_month_eur"
 
 
 @pytest.mark.urls(__name__)

@@ -2,9 +2,11 @@
 the emulator and mirrored into the database.
 
 This is demo tooling, not portal code.  It arranges Stripe-side state the portal never asks for
-(test clocks, failing cards, the card updater, paused collection), so it talks to the emulator
-with the official client directly; the portal itself reaches Stripe only through billing.gateway.
-The mirror is filled by billing.sync.reconcile_customer, not by waiting for webhooks.
+(test clocks, failing cards, the card updater, paused collection, a cancelled subscription) or
+would make only through its change engine (a plan change scheduled for the renewal), so it talks
+to the emulator with the official client directly; the portal itself reaches Stripe only through
+billing.gateway.  The mirror is filled by billing.sync.reconcile_customer (see _mirror), not by
+waiting for webhooks.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
-from billing import sync
+from billing import gateway, sync
 from billing.models import BillingCustomer, Invoice, Price, Subscription
 from billing.services.customers import customer_create, ensure_stripe_customer
 
@@ -86,14 +88,20 @@ def _user(*, email: str, name: str, superuser: bool = False) -> AbstractUser:
     return user
 
 
-def _customer(
-    *, email: str, name: str, language: str, currency: str, test_clock: str | None = None
-) -> BillingCustomer:
+def _portal_customer(*, email: str, name: str, language: str, currency: str) -> BillingCustomer:
+    """The login and its billing customer, as a sign-up leaves them: nothing at Stripe yet."""
     user = _user(email=email, name=name)
     customer = customer_create(user=user, email=email, language=language)
     customer.name = name
     customer.currency = currency
     customer.save(update_fields=["name", "currency"])
+    return customer
+
+
+def _customer(
+    *, email: str, name: str, language: str, currency: str, test_clock: str | None = None
+) -> BillingCustomer:
+    customer = _portal_customer(email=email, name=name, language=language, currency=currency)
     if test_clock is None:
         ensure_stripe_customer(customer=customer)
     else:
@@ -127,11 +135,15 @@ def _add_card(customer: BillingCustomer, test_card: str) -> str:
     return pm.id
 
 
-def _subscribe(customer: BillingCustomer, lookup_key: str) -> stripe.Subscription:
+def _price_id(lookup_key: str) -> str:
     price_id = Price.objects.get(lookup_key=lookup_key, active=True).stripe_price_id
     assert price_id, f"{lookup_key} is not synced to Stripe"
+    return price_id
+
+
+def _subscribe(customer: BillingCustomer, lookup_key: str) -> stripe.Subscription:
     return api().v1.subscriptions.create(
-        params={"customer": _stripe_id(customer), "items": [{"price": price_id}]}
+        params={"customer": _stripe_id(customer), "items": [{"price": _price_id(lookup_key)}]}
     )
 
 
@@ -270,6 +282,141 @@ def _active_check(customer: BillingCustomer) -> None:
     )
 
 
+def _downgrade_scheduled() -> BillingCustomer:
+    """Pro monthly, with a schedule that moves it to Basic monthly at the renewal, made the way
+    billing.gateway.schedule_price_at_renewal makes one."""
+    customer = _subscriber(
+        email="linus@example.com", name="Linus Torvalds", language="en", currency="eur", card="pm_card_visa",
+        lookup_key="pro_month_eur",
+    )  # fmt: skip
+    sub = _stripe_subscription(customer)
+    item = sub["items"]["data"][0]
+    client = api()
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": item["price"]["id"]}],
+                    "start_date": item["current_period_start"],
+                    "end_date": item["current_period_end"],
+                },
+                {"items": [{"price": _price_id("basic_month_eur")}]},
+            ],
+        },
+    )
+    return customer
+
+
+def _downgrade_scheduled_check(customer: BillingCustomer) -> None:
+    sub = _subscription(customer)
+    _check(
+        sub.status == Subscription.Status.ACTIVE and _lookup_key(sub) == "pro_month_eur",
+        "linus: not active on Pro monthly",
+    )
+    scheduled = sub.scheduled_price.lookup_key if sub.scheduled_price else None
+    _check(
+        bool(sub.schedule_id)
+        and scheduled == "basic_month_eur"
+        and sub.scheduled_at == sub.current_period_end,
+        f"linus: no change to Basic monthly scheduled for the renewal (scheduled: {scheduled})",
+    )
+
+
+def _approval_card() -> BillingCustomer:
+    """Basic monthly, first paid with a card that needed no check; the default card now is one
+    whose bank asks for 3-D Secure on every payment, so an upgrade waits for approval."""
+    customer = _customer(email="barbara@example.com", name="Barbara Liskov", language="en", currency="eur")
+    first_card = _add_card(customer, "pm_card_visa")
+    _subscribe(customer, "basic_month_eur")
+    _add_card(customer, "pm_card_authenticationRequired")
+    api().v1.payment_methods.detach(first_card)
+    return customer
+
+
+def _approval_card_check(customer: BillingCustomer) -> None:
+    _active_on(customer, "basic_month_eur")
+    _default_card_is(customer, "3184")
+
+
+def _declining_card() -> BillingCustomer:
+    """Standard monthly, paid; the default card now declines charges, but nothing has failed yet
+    (the renewal is a month away), so the subscription is active and an upgrade is declined."""
+    customer = _customer(email="dennis@example.com", name="Dennis Ritchie", language="en", currency="eur")
+    first_card = _add_card(customer, "pm_card_visa")
+    _subscribe(customer, "standard_month_eur")
+    _add_card(customer, "pm_card_chargeCustomerFail")
+    api().v1.payment_methods.detach(first_card)
+    return customer
+
+
+def _declining_card_check(customer: BillingCustomer) -> None:
+    _active_on(customer, "standard_month_eur")
+    _default_card_is(customer, "0341")
+    _check(
+        not customer.invoices.exclude(status=Invoice.Status.PAID).exists(),
+        "dennis: has an unpaid invoice",
+    )
+
+
+def _signed_up() -> BillingCustomer:
+    """A new sign-up: the login and its billing customer, no Stripe customer, no subscription."""
+    return _portal_customer(email="tim@example.com", name="Tim Berners-Lee", language="en", currency="eur")
+
+
+def _signed_up_check(customer: BillingCustomer) -> None:
+    _check(not customer.stripe_customer_id, "tim: already has a Stripe customer")
+    _check(not customer.subscriptions.exists(), "tim: already has a subscription")
+
+
+def _ended() -> BillingCustomer:
+    """Subscribed to Standard monthly and cancelled at once: no live subscription, the card kept."""
+    customer = _subscriber(
+        email="charles@example.com", name="Charles Babbage", language="en", currency="eur",
+        card="pm_card_visa", lookup_key="standard_month_eur",
+    )  # fmt: skip
+    api().v1.subscriptions.cancel(_stripe_subscription(customer).id)
+    return customer
+
+
+def _ended_check(customer: BillingCustomer) -> None:
+    sub = _subscription(customer)
+    _check(
+        sub.status == Subscription.Status.CANCELED and sub.ended_at is not None,
+        "charles: the subscription has not ended",
+    )
+    _check(customer.subscriptions.count() == 1, "charles: more than one subscription")
+    _default_card_is(customer, "4242")
+
+
+def _stripe_subscription(customer: BillingCustomer) -> stripe.Subscription:
+    subs = api().v1.subscriptions.list(params={"customer": _stripe_id(customer), "limit": 1})
+    _check(len(subs.data) == 1, f"{customer.email}: no subscription at Stripe")
+    return subs.data[0]
+
+
+def _lookup_key(sub: Subscription) -> str | None:
+    return sub.price.lookup_key if sub.price else None
+
+
+def _active_on(customer: BillingCustomer, lookup_key: str) -> None:
+    sub = _subscription(customer)
+    _check(
+        sub.status == Subscription.Status.ACTIVE and _lookup_key(sub) == lookup_key,
+        f"{customer.email}: not active on {lookup_key} ({sub.status}, {_lookup_key(sub)})",
+    )
+
+
+def _default_card_is(customer: BillingCustomer, last4: str) -> None:
+    card = customer.payment_methods.filter(stripe_id=customer.default_payment_method_id).first()
+    _check(
+        card is not None and card.last4 == last4,
+        f"{customer.email}: the default card does not end in {last4}",
+    )
+
+
 @dataclass(frozen=True)
 class _Demo:
     make: Callable[[], BillingCustomer]
@@ -284,7 +431,35 @@ DEMOS: tuple[_Demo, ...] = (
     _Demo(_paused, _paused_check, "paused: Basic monthly, EUR, collection paused for two months"),
     _Demo(_yearly_swedish, _active_check, "yearly in SEK, speaks Swedish: Standard yearly"),
     _Demo(_quarterly_dutch, _active_check, "quarterly in EUR, speaks Dutch: Basic quarterly"),
+    _Demo(
+        _downgrade_scheduled,
+        _downgrade_scheduled_check,
+        "downgrade scheduled: Pro monthly, EUR, changes to Basic monthly at the renewal",
+    ),
+    _Demo(
+        _approval_card,
+        _approval_card_check,
+        "card asks for 3-D Secure on every payment (Visa 3184): Basic monthly, EUR",
+    ),
+    _Demo(
+        _declining_card,
+        _declining_card_check,
+        "card declines charges (Visa 0341), nothing failed yet: Standard monthly, EUR",
+    ),
+    _Demo(_signed_up, _signed_up_check, "new sign-up: no subscription, no card, not at Stripe yet"),
+    _Demo(_ended, _ended_check, "subscription ended (cancelled): was Standard monthly, EUR, Visa 4242 kept"),
 )
+
+
+def _mirror(customer: BillingCustomer) -> None:
+    """Fill the mirror from Stripe.  reconcile_customer lists subscriptions without their schedules,
+    so a subscription it sees first knows its schedule's id but not the change it makes; a
+    scheduled one is read again with the schedule, as the portal does after scheduling a change
+    (and as the webhook for the schedule would)."""
+    sync.reconcile_customer(customer_id=customer.pk)
+    for sub in customer.subscriptions.exclude(schedule_id=""):
+        live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
+        sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
 
 
 def seed() -> list[Login]:
@@ -293,7 +468,7 @@ def seed() -> list[Login]:
     logins: list[Login] = []
     for demo in DEMOS:
         customer = demo.make()
-        sync.reconcile_customer(customer_id=customer.pk)
+        _mirror(customer)
         customer.refresh_from_db()
         demo.check(customer)
         logins.append(Login(email=customer.email, state=demo.state))
