@@ -5,7 +5,7 @@ This is demo tooling, not portal code.  It arranges Stripe-side state the portal
 (test clocks, failing cards, the card updater, paused collection, a cancelled subscription) or
 would make only through its change engine (a plan change scheduled for the renewal), so it talks
 to the emulator with the official client directly; the portal itself reaches Stripe only through
-billing.gateway.  The mirror is filled by billing.sync.reconcile_customer (see _mirror), not by
+billing.gateway.  The mirror is filled by billing.sync.reconcile_customer, not by
 waiting for webhooks.
 """
 
@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
-from billing import gateway, sync
+from billing import sync
 from billing.models import BillingCustomer, Invoice, Price, Subscription
 from billing.services.customers import customer_create, ensure_stripe_customer
 
@@ -451,24 +451,13 @@ DEMOS: tuple[_Demo, ...] = (
 )
 
 
-def _mirror(customer: BillingCustomer) -> None:
-    """Fill the mirror from Stripe.  reconcile_customer lists subscriptions without their schedules,
-    so a subscription it sees first knows its schedule's id but not the change it makes; a
-    scheduled one is read again with the schedule, as the portal does after scheduling a change
-    (and as the webhook for the schedule would)."""
-    sync.reconcile_customer(customer_id=customer.pk)
-    for sub in customer.subscriptions.exclude(schedule_id=""):
-        live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
-        sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
-
-
 def seed() -> list[Login]:
     """Create every demo customer and the staff user in an empty database and a fresh emulator
     (the catalog already synced); returns the logins with what each one shows."""
     logins: list[Login] = []
     for demo in DEMOS:
         customer = demo.make()
-        _mirror(customer)
+        sync.reconcile_customer(customer_id=customer.pk)
         customer.refresh_from_db()
         demo.check(customer)
         logins.append(Login(email=customer.email, state=demo.state))
