@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing import gateway, policy, sync
 from billing.errors import InvalidRequest, StripeUnavailable
 from billing.models import BillingCustomer, StripeEvent
-from billing.services import approvals, invoices
+from billing.services import approvals, invoices, plans
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +27,22 @@ Handler = Callable[[BillingCustomer, StripeEvent], None]
 Status = StripeEvent.Status
 
 
-def _subscription(customer: BillingCustomer, event: StripeEvent) -> None:
-    data = gateway.subscription_retrieve(subscription_id=event.object_id)
+def _mirrored(customer: BillingCustomer, subscription_id: str) -> None:
+    before = plans.scheduled_before(subscription_id=subscription_id)
+    data = gateway.subscription_retrieve(subscription_id=subscription_id)
     sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
+    plans.confirm_scheduled_change(customer=customer, subscription_id=subscription_id, before=before)
+
+
+def _subscription(customer: BillingCustomer, event: StripeEvent) -> None:
+    _mirrored(customer, event.object_id)
 
 
 def _schedule(customer: BillingCustomer, event: StripeEvent) -> None:
     """A schedule's news is its subscription's: what it changes to next, and when."""
     schedule = gateway.schedule_retrieve(schedule_id=event.object_id)
     if schedule.subscription_id:
-        data = gateway.subscription_retrieve(subscription_id=schedule.subscription_id)
-        sync.subscription_from_stripe(customer=customer, data=data.raw, state_at=timezone.now())
+        _mirrored(customer, schedule.subscription_id)
 
 
 def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:

@@ -19,7 +19,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from pydantic import StringConstraints
 
-from billing import changes, gateway, messages, plans, selectors, sync
+from billing import changes, gateway, messages, outbox, plans, selectors, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.errors import InvalidRequest, Refused, StripeUnavailable
 from billing.messages import Facts
@@ -287,6 +287,9 @@ PLAN_PAYMENT_NEEDS_APPROVAL = messages.declare(
     action_args=("change_id",),
     action_label=_("Approve payment"),
     prompted=True,
+)
+PLAN_CHANGE_MADE = messages.declare(
+    "plan_change_made", category=Category.CONFIRMATION, channels=BOTH, facts=PlanChangedFacts
 )
 PLAN_SCHEDULE_CANCELED = messages.declare(
     "plan_schedule_canceled", category=Category.CONFIRMATION, channels=BOTH, facts=ScheduleCanceledFacts
@@ -556,4 +559,62 @@ def plan_schedule_cancel(
     params = PlanScheduleCancelParams(subscription=subscription.stripe_id)
     return changes.request(
         customer=customer, kind=SCHEDULE_CANCEL, params=params, requested_by=requested_by, key=key
+    )
+
+
+# --------------------------------------------------------------------------- the renewal makes a scheduled change
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+    """What the mirror knew of a subscription before Stripe's news of it was written."""
+
+    price_id: int | None
+    scheduled_price_id: int | None
+    scheduled_at: dt.datetime | None
+
+
+def scheduled_before(*, subscription_id: str) -> Scheduled | None:
+    row = (
+        Subscription.objects.filter(stripe_id=subscription_id)
+        .values_list("price_id", "scheduled_price_id", "scheduled_at")
+        .first()
+    )
+    return Scheduled(*row) if row else None
+
+
+def confirm_scheduled_change(
+    *, customer: BillingCustomer, subscription_id: str, before: Scheduled | None
+) -> None:
+    """If Stripe's news is that a change scheduled for the renewal has now been made, confirm it
+    to the customer (once: the subscription and the moment it was scheduled for are its key)."""
+    if before is None or before.scheduled_price_id is None or before.scheduled_at is None:
+        return
+    if before.price_id == before.scheduled_price_id:
+        return
+    sub = (
+        Subscription.objects.select_related("price__tier")
+        .filter(customer=customer, stripe_id=subscription_id)
+        .first()
+    )
+    if sub is None or sub.price is None or sub.price_id != before.scheduled_price_id:
+        return
+    old = (
+        Price.objects.select_related("tier").filter(pk=before.price_id).first()
+        if before.price_id is not None
+        else None
+    )
+    outbox.enqueue(
+        customer=customer,
+        message=PLAN_CHANGE_MADE,
+        about=f"subscription:{sub.stripe_id}",
+        step=f"scheduled-change:{int(before.scheduled_at.timestamp())}",
+        facts=PlanChangedFacts(
+            from_plan=_plan_name(old) if old is not None else "",
+            to_plan=_plan_name(sub.price),
+            charged=0,
+            currency=sub.currency,
+            next_amount=sub.unit_amount * sub.quantity,
+            next_at=sub.current_period_end or timezone.now(),
+        ),
     )

@@ -220,6 +220,9 @@ def test_quarterly_to_monthly_at_renewal_is_scheduled_then_made_at_the_renewal(
     # The schedule's second phase runs (it is released at its end, as Stripe does).
     schedule = live_portal.api.v1.subscription_schedules.retrieve(subscription.schedule)
     assert (schedule.status, schedule.current_phase.start_date) == ("active", period_end)
+    # Made, the change is confirmed once more, however many of Stripe's events told of it.
+    made = _mail("Your plan is now Standard (monthly)")
+    assert "changed from Standard (quarterly) to Standard (monthly) at its renewal" in made.body
 
 
 def test_upgrade_with_a_good_card_is_charged_and_made(
@@ -386,6 +389,8 @@ def test_downgrade_scheduled_for_the_renewal_is_made_at_the_renewal(
         in message.body
     )
     assert f"Your next payment: €9.00 on {renewal}." in message.body
+    made = _mail("Your plan is now Basic (monthly)")
+    assert "changed from Standard (monthly) to Basic (monthly) at its renewal" in made.body
 
 
 def test_plan_page_and_preview_fit_a_phone_and_a_desktop(
