@@ -161,6 +161,11 @@ class ChangeView:
     def waiting_for_stripe(self) -> bool:
         return self.change.status == BillingChange.Status.PENDING and self.change.error_code in OUTAGE_CODES
 
+    @property
+    def awaiting_approval(self) -> bool:
+        """A payment the change made waits for the customer's bank (the page loads Stripe.js)."""
+        return self.result is not None and bool(self.kind.awaiting_approval(result=self.result))
+
 
 def change_view(*, change: BillingChange) -> ChangeView:
     return ChangeView(change=change, kind=changes.kind_of(change), result=changes.result_of(change))
