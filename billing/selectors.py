@@ -363,15 +363,21 @@ class PlanPage:
 _INTERVAL_ORDER = {"month": 0, "quarter": 1, "year": 2}
 
 
-def plan_page(*, customer: BillingCustomer) -> PlanPage:
-    """The catalog in the customer's currency, with the current plan marked: two queries, whatever
-    the catalog's size; Stripe is not asked (the preview of a choice comes after the page)."""
+def plan_subscription(*, customer: BillingCustomer) -> Subscription | None:
+    """The subscription plan changes are about: the live one, else the latest (one query)."""
     subs = list(
         Subscription.objects.select_related("price__tier", "scheduled_price__tier")
         .filter(customer=customer)
         .order_by("-created")[:10]
     )
-    sub = next((s for s in subs if s.status in LIVE_STATUSES), subs[0] if subs else None)
+    return next((s for s in subs if s.status in LIVE_STATUSES), subs[0] if subs else None)
+
+
+def plan_page(*, customer: BillingCustomer) -> PlanPage:
+    """The catalog in the customer's currency, with the current plan marked: the same few queries
+    whatever the catalog's size; Stripe is not asked (the preview of a choice comes after the
+    page)."""
+    sub = plan_subscription(customer=customer)
     state = subscription_state(subscription=sub, now=timezone.now()) if sub is not None else None
     currency = sub.currency if sub is not None else customer.currency
     prices = list(

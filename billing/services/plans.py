@@ -31,9 +31,12 @@ SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,
 LookupKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,200}$")]
 
 BOTH = (Channel.EMAIL, Channel.IN_APP)
-# How long a preview is shown and kept: its proration date is the moment it was made, and Stripe
+# How long a preview may be confirmed: its proration date is the moment it was made, and Stripe
 # prorates to the second, so an older one would charge a little less than a new one would.
 PREVIEW_SECONDS = 10 * 60
+# How long one is kept for the next click: half of that, so one shown from the cache still has
+# at least five minutes to be confirmed.
+PREVIEW_CACHE_SECONDS = PREVIEW_SECONDS // 2
 
 
 # --------------------------------------------------------------------------- previews
@@ -124,7 +127,7 @@ def preview(*, customer: BillingCustomer, subscription: Subscription, target: Pr
             period_end=int(end.timestamp()),
             from_catalog=True,
         )
-    cache.set(key, made, timeout=PREVIEW_SECONDS)
+    cache.set(key, made, timeout=PREVIEW_CACHE_SECONDS)
     return made
 
 
@@ -533,6 +536,9 @@ def plan_change(
     if earlier is not None:
         # The same form posted again: the plan may have changed already, by this very change.
         return earlier
+    if shown.when == When.NOW and timezone.now().timestamp() - shown.proration_date > PREVIEW_SECONDS:
+        # Its proration moment has passed long enough ago to charge noticeably less than a new one.
+        raise Refused(gettext("This preview is out of date. Please choose your plan again."))
     sub = _subscription(customer, shown.subscription)
     target = _catalog_price(shown.target)
     _allowed(customer=customer, subscription=sub, target=target, when=shown.when)

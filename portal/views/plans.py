@@ -76,13 +76,12 @@ def plan_preview(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     form = PlanPreviewForm(request.GET)
     if not form.is_valid():
         return bad_request(request, _("This choice of plan is not one we offer. Please choose again."))
-    page = selectors.plan_page(customer=customer)
+    sub = found_or_404(selectors.plan_subscription(customer=customer))
     target = (
         Price.objects.select_related("tier")
-        .filter(lookup_key=form.cleaned_data["price"], active=True, currency=page.currency)
+        .filter(lookup_key=form.cleaned_data["price"], active=True, currency=sub.currency)
         .first()
     )
-    sub = found_or_404(page.subscription)
     context: dict[str, Any] = {
         "target": found_or_404(target),
         "when": form.cleaned_data["when"],
@@ -132,7 +131,7 @@ def plan_schedule_cancel(request: HttpRequest, *, customer: BillingCustomer) -> 
     form = CardActionForm(request.POST)
     if not form.is_valid():
         return bad_request(request, _("This page is out of date. Please reload it and try again."))
-    sub = found_or_404(selectors.plan_page(customer=customer).subscription)
+    sub = found_or_404(selectors.plan_subscription(customer=customer))
     try:
         change = plans.plan_schedule_cancel(
             customer=customer, subscription=sub, requested_by=request.user, key=form.cleaned_data["token"]

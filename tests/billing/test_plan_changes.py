@@ -5,6 +5,7 @@ another's subscription."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -297,3 +298,16 @@ def test_reconciling_a_customer_keeps_the_change_scheduled_for_the_renewal() -> 
     sync.reconcile_customer(customer_id=customer.pk)
     sub = _sub(customer)
     assert (sub.price, sub.scheduled_price) == (_price("pro_month_eur"), _price("basic_month_eur"))
+
+
+def test_a_preview_older_than_its_time_is_refused_not_charged() -> None:
+    customer = make_customer(email="old-preview@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    old = dataclasses.replace(shown, proration_date=shown.proration_date - plans.PREVIEW_SECONDS - 1)
+    with pytest.raises(Refused, match="This preview is out of date"):
+        plans.plan_change(customer=customer, shown=old, requested_by=customer.user)
+    assert not BillingChange.objects.filter(customer=customer).exists()
+    # One just within its time is taken.
+    fresh = dataclasses.replace(shown, proration_date=shown.proration_date - plans.PREVIEW_SECONDS + 30)
+    change = plans.plan_change(customer=customer, shown=fresh, requested_by=customer.user)
+    assert change.status == Status.APPLIED, change.error_message
