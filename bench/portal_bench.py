@@ -1,4 +1,4 @@
-"""Benchmark the portal on PostgreSQL: customer pages and webhook ingestion.
+"""Benchmark the portal on PostgreSQL: customer pages, webhook ingestion and plan previews.
 
 Run with ``make bench`` (or ``.venv/bin/python bench/portal_bench.py --help``).  It needs
 PostgreSQL: ``DATABASE_URL`` (default ``postgres://postgres@127.0.0.1:5432/portal_bench``) names a
@@ -18,12 +18,16 @@ Seeded data (all through the emulator, then mirrored by the portal itself):
   past due), 3 cards, a backup card set through a BillingChange, and the deliveries (in-app lines
   and emails) that the webhooks of all that history produced (receipts, change confirmations);
 * ``--customers`` other customers (default 10), each with a card and a subscription that was
-  updated once; their real events feed the webhook measurement.
+  updated once; their real events feed the webhook measurement;
+* ``--preview-customers`` more (default 20), each with a card and an active Standard monthly
+  subscription in EUR, for the plan previews (the page customer is past due: the rules leave it
+  only the moves that cost less).
 
-(1) Pages: ``/``, ``/cards/``, ``/cards/add/`` and the change page, ``--requests`` GETs each
-    (default 300, after ``--warmup``), as the logged-in page customer.  Reported: req/s, p50/p95
-    latency, SQL queries per page (CaptureQueriesContext, one extra request) and the number of
-    requests the emulator received meanwhile, which must be 0: pages read the local mirror only.
+(1) Pages: ``/``, ``/cards/``, ``/cards/add/``, the change page and the Plan page ``/plan/``,
+    ``--requests`` GETs each (default 300, after ``--warmup``), as the logged-in page customer.
+    Reported: req/s, p50/p95 latency, SQL queries per page (CaptureQueriesContext, one extra
+    request) and the number of requests the emulator received meanwhile, which must be 0: pages
+    read the local mirror only.
     Measured alike, in the same run: a bare view (bench/bare_urls.py: login required, the site's
     middleware, one small template), and each page's throughput as a ratio to it.  The bare view
     and the pages take turns, one request each, so that load from elsewhere on the machine falls
@@ -35,6 +39,21 @@ Seeded data (all through the emulator, then mirrored by the portal itself):
                   object from the emulator and updates the mirror);
       store only  verify → store → enqueue to Celery's in-memory broker (processing deferred);
       drain       then processing those stored events one by one, as a worker would.
+
+(3) Plan previews: ``GET /plan/preview/?price=<lookup key>&when=now|renewal`` with
+    ``HX-Request: true``, as the Plan page's htmx asks for them; each answer must be the preview
+    fragment with its confirm button (not a refusal, nor "we can't show the exact amount").  A
+    preview asks the emulator (the subscription, then ``/v1/invoices/create_preview``) and is
+    cached for 10 minutes per subscription state, target and timing.
+      cold            ``--previews`` (default 50), the cache cleared before each, over every
+                      choice the rules allow from Standard monthly, customer after customer;
+      click sequence  the cache cleared once, each preview customer opens the Plan page and
+                      clicks through CLICKS (8 choices, 3 of them seen before).
+    Reported: p50/p95 latency, SQL queries per preview (from Stripe and from the cache) and the
+    cache hit rate, counted at the emulator: 1 - ``create_preview`` requests / previews
+    requested (against 3/8 if every repeat is a hit), with the latencies of hits and misses apart.
+    Cold previews that did not all reach the emulator fail the bench.  The cache is Django's
+    local-memory cache here (REDIS_URL is ignored): a hit costs no round trip to Redis.
 
 Prints a table and writes ``bench/results/portal-latest.json``.  Never part of ``make test``.
 """
@@ -49,8 +68,10 @@ import pathlib
 import platform
 import statistics
 import sys
+import textwrap
 import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -129,10 +150,12 @@ def setup_django(*, url: str) -> None:
 
 
 class RequestCounter:
-    """How many API requests the emulator has parsed: a Stripe call from a page shows up here."""
+    """How many API requests the emulator has parsed, in all and by path: a Stripe call from a
+    page shows up here, and so does every invoice preview that was not served from the cache."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.paths: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
 
     def install(self, emulator: Any) -> None:
@@ -146,13 +169,15 @@ class RequestCounter:
                 if ok:
                     with counter.lock:
                         counter.count += 1
+                        counter.paths[urllib.parse.urlsplit(self.path).path] += 1
                 return ok
 
         emulator.server.RequestHandlerClass = CountingHandler
 
-    def value(self) -> int:
+    def value(self, path: str | None = None) -> int:
+        """Requests so far: all of them, or those to one path (e.g. ``/v1/invoices/create_preview``)."""
         with self.lock:
-            return self.count
+            return self.count if path is None else self.paths[path]
 
 
 # --------------------------------------------------------------------------- timing
@@ -308,6 +333,21 @@ def seed_webhook_customers(*, count: int) -> list[str]:
     return ids
 
 
+def seed_preview_customers(*, count: int) -> list[str]:
+    """Active customers on Standard monthly in EUR, each with a card; returns their emails.  (The
+    page customer is past due, so the rules allow it only moves that cost less.)"""
+    from tests.portal_support import make_customer
+
+    emails = []
+    for n in range(count):
+        customer = make_customer(email=f"plan{n}@example.com", price=PREVIEW_CUSTOMER_PRICE)
+        sub = customer.subscriptions.get()
+        if sub.status != "active" or sub.price is None or sub.price.lookup_key != PREVIEW_CUSTOMER_PRICE:
+            raise RuntimeError(f"seeding: preview customer {n} is {sub.status} on {sub.price}")
+        emails.append(customer.email)
+    return emails
+
+
 # --------------------------------------------------------------------------- (1) pages
 
 
@@ -330,6 +370,7 @@ def bench_pages(
         "cards": "/cards/",
         "card add": "/cards/add/",
         "change": f"/changes/{change_id}/",
+        "plan": "/plan/",
     }
 
     def get(path: str) -> None:
@@ -521,6 +562,151 @@ def bench_webhooks(*, customers: list[str], events: int, counter: RequestCounter
     return result
 
 
+# --------------------------------------------------------------------------- (3) plan previews
+
+# The Plan page's previews are asked of Stripe: the counter counts these requests by path.
+CREATE_PREVIEW = "/v1/invoices/create_preview"
+# The preview customers' plan, and every choice the rules (billing/plans.py) allow from it: the
+# same tier on another interval now or at the renewal, an upgrade now, a downgrade at the renewal.
+PREVIEW_CUSTOMER_PRICE = "standard_month_eur"
+PREVIEW_CHOICES: tuple[tuple[str, str], ...] = (
+    ("standard_year_eur", "now"),
+    ("standard_year_eur", "renewal"),
+    ("standard_quarter_eur", "now"),
+    ("standard_quarter_eur", "renewal"),
+    ("pro_month_eur", "now"),
+    ("pro_quarter_eur", "now"),
+    ("pro_year_eur", "now"),
+    ("basic_month_eur", "renewal"),
+    ("basic_quarter_eur", "renewal"),
+    ("basic_year_eur", "renewal"),
+)
+# What one customer clicks through on the Plan page, going back to choices already seen.
+CLICKS: tuple[tuple[str, str], ...] = (
+    ("standard_year_eur", "now"),
+    ("standard_year_eur", "renewal"),
+    ("pro_month_eur", "now"),
+    ("standard_year_eur", "now"),
+    ("basic_month_eur", "renewal"),
+    ("pro_year_eur", "now"),
+    ("standard_year_eur", "now"),
+    ("pro_month_eur", "now"),
+)
+
+
+def bench_previews(*, emails: list[str], cold: int, counter: RequestCounter) -> dict[str, Any]:
+    """Previews as htmx asks for them: cold (the cache cleared before each, so each one reaches
+    Stripe) and in a click sequence per customer (the cache as it is).  Every answer must be the
+    preview fragment with its confirm button: a refusal or "can't show" would fail the bench."""
+    from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+    from django.test import Client
+    from django.urls import reverse
+
+    path = reverse("portal:plan_preview")
+    plan_path = reverse("portal:plan")
+    users = get_user_model().objects.in_bulk(emails, field_name="username")
+    clients = []
+    for email in emails:
+        client = Client()
+        client.force_login(users[email])
+        clients.append(client)
+
+    def preview(client: Client, price: str, when: str) -> None:
+        response = client.get(path, {"price": price, "when": when}, HTTP_HX_REQUEST="true")
+        body = response.content
+        if (
+            response.status_code != 200
+            or b'data-test="confirm"' not in body
+            or b'data-test="preview-charge"' not in body
+            or b"<html" in body  # the fragment, not the page without JavaScript
+        ):
+            raise RuntimeError(
+                f"preview {price} {when} answered {response.status_code}, not the preview: {body[:600]!r}"
+            )
+
+    def timed(client: Client, price: str, when: str) -> tuple[float, int, int]:
+        """Seconds, and the requests the emulator received meanwhile: invoice previews, all."""
+        previews, stripe = counter.value(CREATE_PREVIEW), counter.value()
+        t0 = time.perf_counter()
+        preview(client, price, when)
+        seconds = time.perf_counter() - t0
+        return seconds, counter.value(CREATE_PREVIEW) - previews, counter.value() - stripe
+
+    # Warm up every choice once (templates, the Stripe client's connection), then count the SQL
+    # of one preview made with Stripe and of the same one again, from the cache.
+    for price, when in PREVIEW_CHOICES:
+        cache.clear()
+        preview(clients[0], price, when)
+    cache.clear()
+    sql_cold = queries_during(lambda: preview(clients[0], *PREVIEW_CHOICES[0]))
+    sql_cached = queries_during(lambda: preview(clients[0], *PREVIEW_CHOICES[0]))
+
+    # (a) Cold: every choice in turn, customer by customer, the cache cleared first (not timed).
+    latencies: list[float] = []
+    stripe_previews = stripe_requests = 0
+    for n in range(cold):
+        cache.clear()
+        seconds, previews, stripe = timed(
+            clients[n % len(clients)], *PREVIEW_CHOICES[n % len(PREVIEW_CHOICES)]
+        )
+        latencies.append(seconds)
+        stripe_previews += previews
+        stripe_requests += stripe
+    cold_row = {
+        "requests": cold,
+        "choices": [f"{price} {when}" for price, when in PREVIEW_CHOICES],
+        "stripe_previews": stripe_previews,
+        "stripe_requests_per_preview": round(stripe_requests / max(1, cold), 2),
+        "sql_queries": len(sql_cold),
+        **latency_summary(latencies),
+    }
+
+    # (b) Clicks: each customer opens the Plan page (not timed) and clicks through CLICKS, back to
+    # choices already seen; a preview Stripe was not asked for came from the cache.
+    cache.clear()
+    latencies, hits, misses = [], [], []
+    stripe_previews = stripe_requests = 0
+    for client in clients:
+        page = client.get(plan_path)
+        if page.status_code != 200:
+            raise RuntimeError(f"GET {plan_path} answered {page.status_code}")
+        for price, when in CLICKS:
+            if f"?price={price}&amp;when={when}".encode() not in page.content:
+                raise RuntimeError(f"the Plan page offers no {price} {when} to {client}")
+        for price, when in CLICKS:
+            seconds, previews, stripe = timed(client, price, when)
+            latencies.append(seconds)
+            (misses if previews else hits).append(seconds)
+            stripe_previews += previews
+            stripe_requests += stripe
+    requested = len(latencies)
+    distinct = len(set(CLICKS))
+    clicks_row = {
+        "customers": len(clients),
+        "clicks_per_customer": len(CLICKS),
+        "clicks": [f"{price} {when}" for price, when in CLICKS],
+        "requests": requested,
+        "stripe_previews": stripe_previews,
+        "stripe_requests": stripe_requests,
+        # Counted at the emulator: a preview requested that did not reach it was served from the cache.
+        "cache_hit_rate": round(1 - stripe_previews / requested, 3),
+        # What a cache keeping every answer for the whole sequence would give: repeats / clicks.
+        "expected_hit_rate": round(1 - distinct / len(CLICKS), 3),
+        "sql_queries_cached": len(sql_cached),
+        **latency_summary(latencies),
+        "hits": latency_summary(hits) if hits else {"count": 0},
+        "misses": latency_summary(misses) if misses else {"count": 0},
+    }
+    return {
+        "path": path,
+        "customers": len(clients),
+        "customer_plan": PREVIEW_CUSTOMER_PRICE,
+        "cold": cold_row,
+        "click_sequence": clicks_row,
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -577,6 +763,52 @@ def print_table(results: dict[str, Any]) -> None:
         if key in hooks:
             print(f"  statuses {label}: {hooks[key]['statuses']}")
     print()
+    previews = results["previews"]
+    cold, clicks = previews["cold"], previews["click_sequence"]
+    print(
+        f"plan previews: GET {previews['path']} (htmx) by {previews['customers']} active customers on "
+        f"{previews['customer_plan']}"
+    )
+    print(
+        f"{'mode':<16}{'requests':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'SQL':>6}{'Stripe':>8}"
+        f"{'hit rate':>10}"
+    )
+    print(
+        f"{'cold':<16}{cold['requests']:>9}{cold['p50_ms']:>9.2f}{cold['p95_ms']:>9.2f}{cold['max_ms']:>9.2f}"
+        f"{cold['sql_queries']:>6}{cold['stripe_previews']:>8}{1 - cold['stripe_previews'] / cold['requests']:>10.0%}"
+    )
+    print(
+        f"{'click sequence':<16}{clicks['requests']:>9}{clicks['p50_ms']:>9.2f}{clicks['p95_ms']:>9.2f}"
+        f"{clicks['max_ms']:>9.2f}{clicks['sql_queries_cached']:>6}{clicks['stripe_previews']:>8}"
+        f"{clicks['cache_hit_rate']:>10.1%}"
+    )
+    for label in ("hits", "misses"):
+        row = clicks[label]
+        if row["count"]:
+            print(
+                f"{'  ' + label:<16}{row['count']:>9}{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}"
+                f"{row['max_ms']:>9.2f}"
+            )
+    print(f"  (cold = the cache cleared before each; {len(cold['choices'])} allowed choices in turn)")
+    print(
+        textwrap.fill(
+            f"(click sequence = each customer clicks: {', '.join(clicks['clicks'])})",
+            width=100,
+            initial_indent="  ",
+            subsequent_indent="   ",
+        )
+    )
+    print(
+        textwrap.fill(
+            f"(SQL = queries for one preview, cold / from the cache; Stripe = {CREATE_PREVIEW} requests"
+            " the emulator received; hit rate = 1 - those / previews requested,"
+            f" {clicks['expected_hit_rate']:.1%} if every repeat is a hit)",
+            width=100,
+            initial_indent="  ",
+            subsequent_indent="   ",
+        )
+    )
+    print()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -585,11 +817,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="untimed GETs per page first (default 20)")
     parser.add_argument("--events", type=int, default=500, help="webhook POSTs per mode (default 500)")
     parser.add_argument("--customers", type=int, default=10, help="customers whose events are replayed")
+    parser.add_argument("--previews", type=int, default=50, help="cold plan previews timed (default 50)")
+    parser.add_argument(
+        "--preview-customers", type=int, default=20, help="customers clicking through previews (default 20)"
+    )
     parser.add_argument(
         "--allow-any-database", action="store_true", help="flush DATABASE_URL's database even without 'bench'"
     )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS, help=f"default {RESULTS}")
     args = parser.parse_args(argv)
+    if args.previews < 1 or args.preview_customers < 1:
+        parser.error("--previews and --preview-customers must be at least 1")
 
     url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     database = prepare_database(url=url, allow_any=args.allow_any_database)
@@ -613,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         seeded = seed_page_customer(email="bench@example.com")
         hook_customers = seed_webhook_customers(count=args.customers)
+        preview_customers = seed_preview_customers(count=args.preview_customers)
         seed_seconds = time.perf_counter() - t0
         pages = bench_pages(
             email="bench@example.com",
@@ -622,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             counter=counter,
         )
         webhooks = bench_webhooks(customers=hook_customers, events=args.events, counter=counter)
+        previews = bench_previews(emails=preview_customers, cold=args.previews, counter=counter)
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             postgres = cursor.fetchone()[0]
@@ -644,11 +884,14 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_per_page": args.warmup,
             "events_per_mode": args.events,
             "webhook_customers": args.customers,
+            "cold_previews": args.previews,
+            "preview_customers": args.preview_customers,
         },
         "seeded": seeded,
         "seed_seconds": round(seed_seconds, 2),
         "pages": pages,
         "webhooks": webhooks,
+        "previews": previews,
         "total_seconds": round(time.perf_counter() - started, 1),
         # Other work on the machine skews every figure; a load above the CPU count means contention.
         "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
@@ -674,6 +917,12 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"webhooks ({key}): events not processed: {unfinished}")
     if webhooks["store_only"]["stripe_requests_per_event"]:
         problems.append("webhooks (store only): Stripe was called although processing was deferred")
+    cold = previews["cold"]
+    if cold["stripe_previews"] != cold["requests"]:
+        problems.append(
+            f"previews (cold): {cold['requests']} requested with the cache cleared, but Stripe was asked "
+            f"for {cold['stripe_previews']}"
+        )
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
