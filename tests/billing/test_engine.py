@@ -357,6 +357,7 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
 ) -> None:
     customer, visa, mastercard = two_cards
     client = logged_in(customer)
+    newcomer = make_customer(email="newcomer@example.com", card=None, price=None)
     submits: dict[str, Callable[[], list[str]]] = {
         "card_add": lambda: _submit_twice(
             client,
@@ -377,12 +378,24 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
         "plan_schedule_cancel": lambda: _submit_twice(
             client, "/plan/scheduled/cancel/", _scheduled_downgrade(customer, client), committed
         ),
+        # A start needs a customer without a subscription.
+        "subscription_start": lambda: _submit_twice(
+            logged_in(newcomer),
+            "/plan/start/confirm/",
+            {
+                "price": "basic_month_eur",
+                "token": "page-view-s1",
+                "setup_intent": confirmed_setup_intent(customer=newcomer, payment_method="pm_card_visa"),
+            },
+            committed,
+        ),
     }
+    whose = {"subscription_start": newcomer}
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():
         first, second = submit()
         assert first == second, kind
-        made = BillingChange.objects.filter(customer=customer, kind=kind)
+        made = BillingChange.objects.filter(customer=whose.get(kind, customer), kind=kind)
         assert made.count() == 1, kind
         assert made.get().status == Status.APPLIED, (kind, made.get().error_code)
         assert Delivery.objects.filter(change=made.get(), channel=Delivery.Channel.EMAIL).count() == 1, kind
