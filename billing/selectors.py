@@ -81,7 +81,9 @@ _SUBSCRIPTIONS = CustomerRead(
             plan_tier_name=F("price__tier__name"),
             plan_interval=F("price__interval"),
             # What the dashboard says of a change scheduled for the renewal.
+            scheduled_tier_id=F("scheduled_price__tier_id"),
             scheduled_tier_name=F("scheduled_price__tier__name"),
+            scheduled_interval=F("scheduled_price__interval"),
             scheduled_unit_amount=F("scheduled_price__unit_amount"),
         )
         .order_by("-created")[:10]
@@ -142,11 +144,23 @@ def _with_plan(sub: Subscription) -> None:
         plan.pop("plan_tier_name"),
         plan.pop("plan_interval"),
     )
-    if sub.price_id is None:
-        return
-    price = Price.from_db(sub._state.db, ["id", "tier_id", "interval"], [sub.price_id, tier_id, interval])
-    price.tier = Tier.from_db(sub._state.db, ["id", "name"], [tier_id, tier_name])
-    sub.price = price
+    scheduled = [
+        plan.pop(f"scheduled_{name}") for name in ("tier_id", "tier_name", "interval", "unit_amount")
+    ]
+    if sub.price_id is not None:
+        price = Price.from_db(sub._state.db, ["id", "tier_id", "interval"], [sub.price_id, tier_id, interval])
+        price.tier = Tier.from_db(sub._state.db, ["id", "name"], [tier_id, tier_name])
+        sub.price = price
+    if sub.scheduled_price_id is not None:
+        # What the dashboard says of a change scheduled for the renewal, and what that renewal charges.
+        s_tier_id, s_tier_name, s_interval, s_amount = scheduled
+        after = Price.from_db(
+            sub._state.db,
+            ["id", "tier_id", "interval", "unit_amount"],
+            [sub.scheduled_price_id, s_tier_id, s_interval, s_amount],
+        )
+        after.tier = Tier.from_db(sub._state.db, ["id", "name"], [s_tier_id, s_tier_name])
+        sub.scheduled_price = after
 
 
 @dataclasses.dataclass(frozen=True)

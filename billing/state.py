@@ -85,10 +85,6 @@ def _renewal_unit_amount(sub: Subscription) -> int:
     at, end = sub.scheduled_at, sub.current_period_end
     if sub.scheduled_price_id is None or at is None or end is None or at > end:
         return sub.unit_amount
-    # The dashboard's compiled read brings the amount in the subscription's row.
-    annotated = getattr(sub, "scheduled_unit_amount", None)
-    if annotated is not None:
-        return int(annotated)
     assert sub.scheduled_price is not None
     return sub.scheduled_price.unit_amount
 

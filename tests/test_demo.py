@@ -73,7 +73,7 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     assert '<html lang="nl">' in _dashboard("edsger@example.com")
 
     linus = _text(_dashboard("linus@example.com"))
-    assert "Pro" in linus and "Changes to Basic on" in linus
+    assert "Pro" in linus and "Changes to Basic (monthly) on" in linus
     linus_plan = _text(_page("linus@example.com", "/plan/"))
     assert "Changes to Basic (monthly) on" in linus_plan and "Cancel this change" in linus_plan
     barbara = _text(_dashboard("barbara@example.com"))

@@ -202,7 +202,7 @@ def test_quarterly_to_monthly_at_renewal_is_scheduled_then_made_at_the_renewal(
         f"Done: your plan changes to Standard (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Standard on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Standard (monthly) on {renewal}.")
     _plan_on_dashboard(page, plan="Standard", interval="Quarterly", price="€54.00")
     live_portal.webhooks_delivered()
     message = _mail(f"Your plan changes to Standard (monthly) on {renewal}")
@@ -325,7 +325,7 @@ def test_downgrade_scheduled_for_the_renewal_can_be_cancelled(
         f"Done: your plan changes to Basic (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic (monthly) on {renewal}.")
     _plan_on_dashboard(page, plan="Standard", interval="Monthly", price="€19.00")
 
     _open_plan_page(page)
@@ -366,7 +366,7 @@ def test_downgrade_scheduled_for_the_renewal_is_made_at_the_renewal(
         f"Done: your plan changes to Basic (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic (monthly) on {renewal}.")
 
     _advance_clock(live_portal, clock, to=period_end + DAY)
     page.reload()

@@ -132,4 +132,4 @@ def test_the_dashboard_names_the_next_payment_of_a_scheduled_downgrade(committed
         client.post("/plan/confirm/", {"preview": preview, "token": token})
     after = client.get("/").content.decode()
     assert re.search(r'data-test="next-charge">€9.00 on ', after)
-    assert "Changes to Basic on " in after
+    assert "Changes to Basic (monthly) on " in after
