@@ -85,6 +85,9 @@ _SUBSCRIPTIONS = CustomerRead(
             scheduled_tier_name=F("scheduled_price__tier__name"),
             scheduled_interval=F("scheduled_price__interval"),
             scheduled_unit_amount=F("scheduled_price__unit_amount"),
+            # An upgrade waiting for its invoice to be paid.
+            pending_tier_id=F("pending_price__tier_id"),
+            pending_tier_name=F("pending_price__tier__name"),
         )
         .order_by("-created")[:10]
     ),
@@ -147,6 +150,7 @@ def _with_plan(sub: Subscription) -> None:
     scheduled = [
         plan.pop(f"scheduled_{name}") for name in ("tier_id", "tier_name", "interval", "unit_amount")
     ]
+    pending_tier = [plan.pop("pending_tier_id"), plan.pop("pending_tier_name")]
     if sub.price_id is not None:
         price = Price.from_db(sub._state.db, ["id", "tier_id", "interval"], [sub.price_id, tier_id, interval])
         price.tier = Tier.from_db(sub._state.db, ["id", "name"], [tier_id, tier_name])
@@ -161,6 +165,10 @@ def _with_plan(sub: Subscription) -> None:
         )
         after.tier = Tier.from_db(sub._state.db, ["id", "name"], [s_tier_id, s_tier_name])
         sub.scheduled_price = after
+    if sub.pending_price_id is not None:
+        pending = Price.from_db(sub._state.db, ["id"], [sub.pending_price_id])
+        pending.tier = Tier.from_db(sub._state.db, ["id", "name"], pending_tier)
+        sub.pending_price = pending
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,7 +388,7 @@ _INTERVAL_ORDER = {"month": 0, "quarter": 1, "year": 2}
 def plan_subscription(*, customer: BillingCustomer) -> Subscription | None:
     """The subscription plan changes are about: the live one, else the latest (one query)."""
     subs = list(
-        Subscription.objects.select_related("price__tier", "scheduled_price__tier")
+        Subscription.objects.select_related("price__tier", "scheduled_price__tier", "pending_price__tier")
         .filter(customer=customer)
         .order_by("-created")[:10]
     )

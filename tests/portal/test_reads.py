@@ -122,8 +122,16 @@ def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(se
         stripe_price_id="price_basic",
     )
     Subscription.objects.filter(customer=many).update(
-        scheduled_price=basic, scheduled_at=timezone.now() + dt.timedelta(days=30), schedule_id="sub_sched_1"
+        scheduled_price=basic,
+        scheduled_at=timezone.now() + dt.timedelta(days=30),
+        schedule_id="sub_sched_1",
+        # And an upgrade waiting for its payment.
+        pending_price=standard,
+        pending_expires_at=timezone.now() + dt.timedelta(hours=20),
     )
+    page = logged_in(many).get("/").content.decode()
+    assert "Changes to Basic (monthly) on " in page
+    assert "Your change to Standard is waiting for its payment." in page
 
     with stripe_counted(settings) as stripe:
         few_counts = _query_counts(few)
