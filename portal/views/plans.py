@@ -14,12 +14,14 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import selectors
+from billing import changes, selectors
 from billing.errors import BillingError, Refused
-from billing.models import BillingCustomer, Price
+from billing.models import BillingChange, BillingCustomer, Price
+from billing.money import format_money
 from billing.plans import When
 from billing.services import plans, subscriptions
 from portal.forms import (
@@ -192,7 +194,7 @@ def plan_start_confirm(request: HttpRequest, *, customer: BillingCustomer) -> Ht
     )
     if earlier is not None:
         # Posted again (a double click, the bank's return page): the start it made.
-        return redirect("portal:change", change_id=earlier.pk)
+        return _after_start(request, earlier)
     price = _startable(customer, form.cleaned_data["price"])
     try:
         if price is None:
@@ -207,7 +209,22 @@ def plan_start_confirm(request: HttpRequest, *, customer: BillingCustomer) -> Ht
     except Refused as exc:
         messages.error(request, str(exc))
         return redirect("portal:plan")
-    return redirect("portal:change", change_id=change.pk)
+    return _after_start(request, change)
+
+
+def _after_start(request: HttpRequest, change: BillingChange) -> HttpResponse:
+    """Started and paid: the dashboard, with the confirmation.  Anything else (a payment to
+    approve or declined, Stripe not answering) is said on the change's page."""
+    result = changes.result_of(change)
+    if not isinstance(result, subscriptions.SubscriptionStartResult) or result.outcome != "paid":
+        return redirect("portal:change", change_id=change.pk)
+    amount = format_money(amount=result.amount, currency=result.currency, language=get_language())
+    messages.success(
+        request,
+        _("Done: your subscription to %(plan)s has started. %(amount)s was charged.")
+        % {"plan": result.plan, "amount": amount},
+    )
+    return redirect("portal:dashboard")
 
 
 @require_GET

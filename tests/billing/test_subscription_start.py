@@ -13,6 +13,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.test import Client
 
 from billing import sync, tasks
 from billing.models import BillingChange, BillingCustomer, Delivery, Subscription
@@ -35,8 +36,8 @@ def _sign_up(email: str) -> BillingCustomer:
     return customer_create(user=user, email=email, language="en")
 
 
-def _start(customer: BillingCustomer, price: str, **data: str) -> Any:
-    return logged_in(customer).post(
+def _start(customer: BillingCustomer, price: str, *, client: Client | None = None, **data: str) -> Any:
+    return (client or logged_in(customer)).post(
         "/plan/start/confirm/", {"price": price, "token": "start-token-1", **data}
     )
 
@@ -69,10 +70,11 @@ def test_a_new_sign_up_starts_a_subscription_from_the_plan_page(committed: Calla
 
     setup_intent = confirmed_setup_intent(customer=customer, payment_method="pm_card_visa")
     with committed():
-        response = _start(customer, "standard_month_eur", setup_intent=setup_intent)
         again = _start(customer, "standard_month_eur", setup_intent=setup_intent)
+        response = _start(customer, "standard_month_eur", client=client, setup_intent=setup_intent)
     change, result = _result(customer)
-    assert response["Location"] == again["Location"] == f"/changes/{change.pk}/"
+    # Started and paid: the dashboard, with the confirmation (the second submit lands there too).
+    assert response["Location"] == again["Location"] == "/"
     assert (result.outcome, result.amount, result.plan) == ("paid", 1900, "Standard (monthly)")
     (stripe_sub,) = _stripe_subscriptions(customer)
     assert stripe_sub.status == "active"
@@ -82,6 +84,9 @@ def test_a_new_sign_up_starts_a_subscription_from_the_plan_page(committed: Calla
     assert [m.subject for m in mail.outbox if "Welcome" in m.subject] == [
         "Welcome: your subscription to Standard (monthly) has started"
     ]
+    assert "Done: your subscription to Standard (monthly) has started. €19.00 was charged." in (
+        client.get("/").content.decode()
+    )
     assert "Done: your subscription to Standard (monthly) has started." in (
         client.get(f"/changes/{change.pk}/").content.decode()
     )
