@@ -233,16 +233,7 @@ def apply(*, change_id: Any) -> None:
             change.save()
             confirmation = kind.confirmation(change=change, params=params, result=result)
             if confirmation is not None:
-                if confirmation.message not in kind.messages:
-                    raise ValueError(f"{kind.name} is not confirmed by {confirmation.message.name}")
-                outbox.enqueue(
-                    customer=customer,
-                    message=confirmation.message,
-                    about=f"change:{change.pk}",
-                    step="applied",
-                    facts=confirmation.facts,
-                    change=change,
-                )
+                confirm(change=change, customer=customer, confirmation=confirmation, step="applied")
     except StripeUnavailable as exc:
         _try_later(change_id=change_id, error=exc, outage=True)
         return
@@ -257,6 +248,24 @@ def apply(*, change_id: Any) -> None:
         _try_later(change_id=change_id, error=exc, outage=False)
         return
     _wake_waiting()
+
+
+def confirm(
+    *, change: BillingChange, customer: BillingCustomer, confirmation: Confirmation, step: str
+) -> None:
+    """Send the message that confirms a change at `step` ("applied", "approved"): once, whoever
+    calls it how often (the outbox's key is the change and the step)."""
+    kind = kind_of(change)
+    if confirmation.message not in kind.messages:
+        raise ValueError(f"{kind.name} is not confirmed by {confirmation.message.name}")
+    outbox.enqueue(
+        customer=customer,
+        message=confirmation.message,
+        about=f"change:{change.pk}",
+        step=step,
+        facts=confirmation.facts,
+        change=change,
+    )
 
 
 def _try_later(*, change_id: Any, error: Exception, outage: bool) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from billing import changes, gateway, outbox, sync
+from billing import changes, gateway, sync
 from billing.models import BillingChange, BillingCustomer
 
 # How long after a change was applied its payment may still be approved: Stripe keeps a pending
@@ -55,14 +55,7 @@ def _settle(*, change_id: Any, customer: BillingCustomer, invoice: gateway.Invoi
     change.result = result.model_dump(mode="json")
     change.save(update_fields=["result"])
     if confirmation is not None:
-        outbox.enqueue(
-            customer=customer,
-            message=confirmation.message,
-            about=f"change:{change.pk}",
-            step="approved",
-            facts=confirmation.facts,
-            change=change,
-        )
+        changes.confirm(change=change, customer=customer, confirmation=confirmation, step="approved")
 
 
 def payment_recheck(*, change: BillingChange) -> None:

@@ -111,20 +111,13 @@ def preview(*, customer: BillingCustomer, subscription: Subscription, target: Pr
             raise
         # Nothing is charged now, and the renewal charges the target's price: the change can be
         # confirmed and applied once Stripe is back.  Not kept: Stripe's own answer comes next time.
-        end = subscription.current_period_end
-        return Preview(
-            subscription=subscription.stripe_id,
-            target=target.lookup_key,
-            when=when,
+        return _at_renewal(
+            subscription=subscription,
+            current=current,
+            target=target,
             currency=target.currency,
-            charge_now=0,
-            credit=0,
             next_amount=target.unit_amount,
-            next_at=end,
-            effective_at=end,
-            proration_date=int(end.timestamp()),
-            from_price=current.lookup_key,
-            period_end=int(end.timestamp()),
+            end=int(subscription.current_period_end.timestamp()),
             from_catalog=True,
         )
     cache.set(key, made, timeout=PREVIEW_CACHE_SECONDS)
@@ -178,19 +171,42 @@ def _ask_stripe(
             from_price=current.lookup_key,
             period_end=end,
         )
+    return _at_renewal(
+        subscription=subscription,
+        current=current,
+        target=target,
+        currency=found.currency,
+        next_amount=found.amount_due,
+        end=end,
+        from_catalog=False,
+    )
+
+
+def _at_renewal(
+    *,
+    subscription: Subscription,
+    current: Price,
+    target: Price,
+    currency: str,
+    next_amount: int,
+    end: int,
+    from_catalog: bool,
+) -> Preview:
+    """A change at the renewal: nothing now, then `next_amount` from the period's end."""
     return Preview(
         subscription=subscription.stripe_id,
         target=target.lookup_key,
-        when=when,
-        currency=found.currency,
+        when=When.RENEWAL,
+        currency=currency,
         charge_now=0,
         credit=0,
-        next_amount=found.amount_due,
+        next_amount=next_amount,
         next_at=_ts(end),
         effective_at=_ts(end),
         proration_date=end,
         from_price=current.lookup_key,
         period_end=end,
+        from_catalog=from_catalog,
     )
 
 

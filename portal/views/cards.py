@@ -41,6 +41,9 @@ def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse
         # One per page view: a double click reuses the same SetupIntent (idempotency key).
         "attempt": new_token(),
         "open_invoices": selectors.open_invoices(customer=customer),
+        # Where the bank's page sends the customer back after 3-D Secure.
+        "return_url": request.build_absolute_uri(reverse("portal:card_return")),
+        "hidden": {},
     }
     return render(request, "portal/card_add.html", context)
 

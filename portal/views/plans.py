@@ -177,7 +177,11 @@ def plan_start(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespon
         "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         # One per page view: a double click reuses the same SetupIntent (idempotency key).
         "attempt": new_token(),
+        "return_url": request.build_absolute_uri(
+            f"{reverse('portal:plan_start_return')}?{urlencode({'price': price.lookup_key})}"
+        ),
     }
+    context["hidden"] = {"price": price.lookup_key, "token": context["token"]}
     return render(request, "portal/plan_start.html", context)
 
 
