@@ -6,6 +6,7 @@ another's subscription."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +17,11 @@ from django.core import mail
 
 from billing import sync, tasks
 from billing.errors import Refused
-from billing.models import BillingChange, BillingCustomer, Delivery, Price, Subscription
+from billing.models import BillingChange, BillingCustomer, Delivery, Invoice, Price, Subscription
 from billing.plans import When
 from billing.services import approvals, plans
 from tests.billing.conftest import StripeSwitch
-from tests.portal_support import deliver_events, make_customer, stripe_client
+from tests.portal_support import deliver_events, logged_in, make_customer, stripe_client
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -311,3 +312,42 @@ def test_a_preview_older_than_its_time_is_refused_not_charged() -> None:
     fresh = dataclasses.replace(shown, proration_date=shown.proration_date - plans.PREVIEW_SECONDS + 30)
     change = plans.plan_change(customer=customer, shown=fresh, requested_by=customer.user)
     assert change.status == Status.APPLIED, change.error_message
+
+
+def test_an_upgrade_left_unapproved_lapses_and_nothing_is_owed_for_it(committed: Callable[[], Any]) -> None:
+    """Stripe keeps a pending update 23 hours: then it expires and its invoice is voided, and the
+    customer is on the plan they had, with nothing to pay and nothing said to be pending."""
+    api = stripe_client()
+    customer = make_customer(email="lapsed-up@example.com", card=None, price=None)
+    clock = api.v1.test_helpers.test_clocks.create(params={"frozen_time": int(time.time())})
+    on_clock = api.v1.customers.create(params={"email": customer.email, "test_clock": clock.id})
+    BillingCustomer.objects.filter(pk=customer.pk).update(stripe_customer_id=on_clock.id)
+    visa = api.v1.payment_methods.attach("pm_card_visa", params={"customer": on_clock.id})
+    api.v1.customers.update(on_clock.id, params={"invoice_settings": {"default_payment_method": visa.id}})
+    api.v1.subscriptions.create(
+        params={"customer": on_clock.id, "items": [{"price": _price("standard_month_eur").stripe_price_id}]}
+    )
+    three_d = api.v1.payment_methods.attach(
+        "pm_card_authenticationRequired", params={"customer": on_clock.id}
+    )
+    api.v1.customers.update(on_clock.id, params={"invoice_settings": {"default_payment_method": three_d.id}})
+    sync.reconcile_customer(customer_id=customer.pk)
+    customer.refresh_from_db()
+    change = plans.plan_change(
+        customer=customer, shown=_preview(customer, "pro_month_eur", When.NOW), requested_by=customer.user
+    )
+    invoice = plans.PlanChangeResult.model_validate(change.result).invoice
+    assert "Your change to Pro is waiting for its payment." in logged_in(customer).get("/").content.decode()
+
+    api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": int(time.time()) + 24 * 3600})
+    requests.post(
+        f"{settings.STRIPE_API_BASE}/_emulator/test_clocks/{clock.id}/wait", json={"timeout": 30}, timeout=35
+    ).raise_for_status()
+    with committed():
+        deliver_events()
+    sub = _sub(customer)
+    assert (sub.price, sub.pending_price) == (_price("standard_month_eur"), None)
+    assert Invoice.objects.get(stripe_id=invoice).status == Invoice.Status.VOID
+    page = logged_in(customer).get("/").content.decode()
+    assert "waiting for its payment" not in page and "banner-invoice_open" not in page
+    assert not Delivery.objects.filter(customer=customer, message="plan_changed").exists()
