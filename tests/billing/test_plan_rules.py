@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import translation
 
-from billing.plans import Move, Plan, Situation, When, move_of, refusal, saving, timings
+from billing.plans import Move, Plan, Situation, When, move_of, refusal, saving, start_refusal, timings
 from billing.state import Phase
 
 
@@ -107,3 +107,26 @@ def test_the_saving_of_a_longer_interval() -> None:
     assert found is not None and (found.amount, found.percent) == (3800, 16)
     assert saving(monthly_amount=1900, amount=1900, months=1) is None
     assert saving(monthly_amount=1900, amount=5700, months=3) is None
+
+
+@pytest.mark.parametrize(
+    ("phase", "target", "words"),
+    [
+        (None, STANDARD, None),  # a new sign-up
+        (Phase.ENDED, PRO, None),  # a subscription that ended
+        (Phase.ACTIVE, PRO, "You already have a subscription."),
+        (Phase.PAST_DUE, PRO, "You already have a subscription."),
+        (Phase.PAUSED, PRO, "You already have a subscription."),
+        (Phase.INCOMPLETE, PRO, "Your first payment has not gone through yet."),
+        (None, _plan("ent", 4, self_serve=False), "can't be chosen here"),
+        (None, _plan("pro", 3, currency="usd"), "not offered in your currency"),
+    ],
+)
+def test_who_may_start_a_subscription_and_why_not(
+    phase: Phase | None, target: Plan, words: str | None
+) -> None:
+    said = start_refusal(phase=phase, currency="eur", target=target)
+    if words is None:
+        assert said is None
+    else:
+        assert said is not None and words in said
