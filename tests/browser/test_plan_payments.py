@@ -189,3 +189,5 @@ def test_an_upgrade_whose_approval_is_abandoned_leaves_the_plan_as_it_was(
     page.goto(re.sub(r"/changes/.*$", "/", page.url))
     _plan_on_dashboard(page, plan="Standard", interval="Monthly", price="€19.00")
     assert not [m for m in mail.outbox if m.subject.startswith("Your plan is now")]
+    # The mailbox has what the page said: the payment waits for the customer's approval.
+    _mail("Approve the payment for Pro (monthly)")
