@@ -465,6 +465,34 @@ def subscription_set_default_payment_method(
     )
 
 
+def subscription_cancel_at_period_end(
+    *, subscription_id: str, feedback: str, comment: str, idempotency_key: str
+) -> Subscription:
+    """End the subscription when the period paid for ends, with the customer's reason (Stripe's
+    own words, so its reports agree with ours)."""
+    params: stripe.params.SubscriptionUpdateParams = {
+        "cancel_at_period_end": True,
+        "cancellation_details": {"feedback": feedback, "comment": comment},
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def subscription_keep(*, subscription_id: str, idempotency_key: str) -> Subscription:
+    """Undo a cancel at the period's end: the subscription renews as before."""
+    params: stripe.params.SubscriptionUpdateParams = {"cancel_at_period_end": False}
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
 def _price_change(*, item_id: str, price_id: str, proration_date: int) -> dict[str, Any]:
     """The one update a plan change "now" makes, and previews: the item's price swapped, the
     proration invoiced at once, computed at `proration_date` (so the preview and the change
@@ -620,6 +648,20 @@ def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str
     params: stripe.params.InvoicePayParams = {"payment_method": payment_method_id, "off_session": True}
     return Invoice.of(
         _write(lambda o: client().v1.invoices.pay(invoice_id, params=params, options=o), idempotency_key)
+    )
+
+
+def invoice_void(*, invoice_id: str, idempotency_key: str) -> Invoice:
+    return Invoice.of(
+        _write(lambda o: client().v1.invoices.void_invoice(invoice_id, options=o), idempotency_key)
+    )
+
+
+def invoice_stop_collecting(*, invoice_id: str, idempotency_key: str) -> Invoice:
+    """Still owed, but Stripe no longer tries to collect it by itself (no more retries)."""
+    params: stripe.params.InvoiceUpdateParams = {"auto_advance": False}
+    return Invoice.of(
+        _write(lambda o: client().v1.invoices.update(invoice_id, params=params, options=o), idempotency_key)
     )
 
 

@@ -85,6 +85,14 @@ class PausePolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class CancelPolicy:
+    # What cancelling does to an unpaid invoice (billing.cancellation.Unpaid): "void" (no longer
+    # owed) or "keep_owed" (still owed, payable by the customer, never retried).  Either way no
+    # automatic retry charges a customer who has cancelled.
+    unpaid_invoice: str = "void"
+
+
+@dataclasses.dataclass(frozen=True)
 class ExtensionPolicy:
     max_days: int = 14
     max_per_year: int = 2
@@ -102,6 +110,7 @@ class BillingPolicy:
     # How long access continues after a failed payment (room for the recovery engine).
     grace_days: int = 7
     pause: PausePolicy = PausePolicy()
+    cancel: CancelPolicy = CancelPolicy()
     extension: ExtensionPolicy = ExtensionPolicy()
 
 

@@ -8,6 +8,8 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from billing import cancellation
+
 # A one-time value a page hands its form, so that the same submit sent twice is one change.
 TOKEN = r"^[A-Za-z0-9_-]{8,64}$"
 
@@ -55,3 +57,29 @@ class PlanStartForm(CardActionForm):
     price = forms.RegexField(regex=r"^[a-z0-9_]{1,200}$", max_length=200)
     # The card saved on the start page; without it the customer's default card pays.
     setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220, required=False)
+
+
+class CancelSurveyForm(CardActionForm):
+    """Why the customer is leaving: one reason (required) and, if they like, a few words."""
+
+    reason = forms.ChoiceField(
+        label=_("Why do you want to cancel?"),
+        choices=[(reason.value, label) for reason, label in cancellation.REASON_LABELS],
+        widget=forms.RadioSelect,
+        error_messages={"required": _("Please choose a reason, so we know what to offer or improve.")},
+    )
+    comment = forms.CharField(
+        label=_("Anything you would like to tell us? (optional)"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class CancelConfirmForm(CancelSurveyForm):
+    offer = forms.ChoiceField(choices=[(offer.value, offer.value) for offer in cancellation.Offer])
+
+
+class CancelOfferForm(CancelSurveyForm):
+    # The preview of the cheaper plan the customer takes instead, signed by us.
+    preview = forms.CharField(max_length=4000)

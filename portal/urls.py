@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cards, changes, dashboard, plans, preferences
+from portal.views import cancels, cards, changes, dashboard, plans, preferences
 
 app_name = "portal"
 
@@ -26,6 +26,10 @@ portal_patterns = [
     path("plan/start/", plans.plan_start, name="plan_start"),
     path("plan/start/confirm/", plans.plan_start_confirm, name="plan_start_confirm"),
     path("plan/start/return/", plans.plan_start_return, name="plan_start_return"),
+    path("cancel/", cancels.cancel, name="cancel"),
+    path("cancel/confirm/", cancels.cancel_confirm, name="cancel_confirm"),
+    path("cancel/offer/", cancels.cancel_take_offer, name="cancel_take_offer"),
+    path("cancel/undo/", cancels.cancel_undo, name="cancel_undo"),
     path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
     path("changes/<uuid:change_id>/retry/", changes.change_retry, name="change_retry"),
     path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),

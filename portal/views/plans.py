@@ -3,14 +3,11 @@ the page, from Stripe), and the confirm that charges exactly what the preview sh
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +21,7 @@ from billing.models import BillingChange, BillingCustomer, Price
 from billing.money import format_money
 from billing.plans import When
 from billing.services import plans, subscriptions
+from portal import previews
 from portal.forms import (
     CardActionForm,
     PlanConfirmForm,
@@ -34,9 +32,6 @@ from portal.forms import (
 )
 from portal.views.common import bad_request, customer_view, found_or_404
 
-# Signed previews are bound to this purpose (and to the customer, inside them).
-_SALT = "portal.plan-preview"
-
 
 @require_GET
 @customer_view
@@ -44,30 +39,6 @@ def plan(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     return render(
         request, "portal/plan.html", {"page": selectors.plan_page(customer=customer), "token": new_token()}
     )
-
-
-def _signed(preview: plans.Preview, customer: BillingCustomer) -> str:
-    data = {**dataclasses.asdict(preview), "customer": customer.pk}
-    data.update(next_at=preview.next_at.isoformat(), effective_at=preview.effective_at.isoformat())
-    return signing.dumps(data, salt=_SALT)
-
-
-def _unsigned(value: str, customer: BillingCustomer) -> plans.Preview | None:
-    try:
-        data: dict[str, Any] = signing.loads(value, salt=_SALT, max_age=plans.PREVIEW_SECONDS)
-    except signing.BadSignature:
-        return None
-    if data.pop("customer", None) != customer.pk:
-        return None
-    try:
-        data.update(
-            when=When(data["when"]),
-            next_at=dt.datetime.fromisoformat(data["next_at"]),
-            effective_at=dt.datetime.fromisoformat(data["effective_at"]),
-        )
-        return plans.Preview(**data)
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 @require_GET
@@ -98,7 +69,11 @@ def plan_preview(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     except BillingError:  # Stripe unreachable, or it could not answer this preview
         context["unavailable"] = True
     else:
-        context.update(preview=shown, signed=_signed(shown, customer), scheduled=sub.scheduled_price)
+        context.update(
+            preview=shown,
+            signed=previews.signed(preview=shown, customer=customer),
+            scheduled=sub.scheduled_price,
+        )
     template = "portal/partials/plan_preview.html" if request.htmx else "portal/plan_preview.html"  # type: ignore[attr-defined]
     return render(request, template, context)
 
@@ -107,7 +82,9 @@ def plan_preview(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
 @customer_view
 def plan_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     form = PlanConfirmForm(request.POST)
-    shown = _unsigned(form.data.get("preview", ""), customer) if form.is_valid() else None
+    shown = (
+        previews.unsigned(value=form.data.get("preview", ""), customer=customer) if form.is_valid() else None
+    )
     if shown is None:
         messages.error(request, _("This preview is out of date. Please choose your plan again."))
         return redirect("portal:plan")

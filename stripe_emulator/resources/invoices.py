@@ -69,6 +69,10 @@ def update_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, A
         invoice["metadata"] = merge_metadata(invoice["metadata"], params["metadata"])
     if "auto_advance" in params:
         invoice["auto_advance"] = params["auto_advance"]
+        if not params["auto_advance"] and invoice["status"] == "open":
+            # Stripe stops collecting it by itself: no retry is planned any more.
+            invoice["next_payment_attempt"] = None
+            invoice["_retry_token"] = None
     if "description" in params:
         invoice["description"] = params["description"] or None
     if "footer" in params:

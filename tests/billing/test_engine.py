@@ -390,6 +390,15 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
             committed,
         ),
     }
+    submits["subscription_cancel"] = lambda: _submit_twice(
+        client,
+        "/cancel/confirm/",
+        {"reason": "switching", "comment": "", "offer": "none", "token": "page-view-x1"},
+        committed,
+    )
+    submits["subscription_keep"] = lambda: _submit_twice(
+        client, "/cancel/undo/", {"token": "page-view-k1"}, committed
+    )
     whose = {"subscription_start": newcomer}
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():

@@ -259,6 +259,22 @@ def test_create_prorations_waits_for_the_next_renewal_invoice(client: stripe.Str
     assert renewal.amount_paid == preview.amount_due == 3000 + round(2000 * 21 / 31)
 
 
+def test_an_open_invoice_no_longer_auto_advancing_is_never_retried(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    _fail_next_renewal(client, customer.id, sub.id)
+    advance(client, clock.id, FEB_1 + HOUR + 60)
+    invoice = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (invoice.status, invoice.attempt_count, invoice.next_payment_attempt) == ("open", 1, FEB_1 + HOUR + DAY)
+
+    stopped = client.v1.invoices.update(invoice.id, params={"auto_advance": False})
+    assert (stopped.auto_advance, stopped.next_payment_attempt) == (False, None)
+    advance(client, clock.id, FEB_1 + 20 * DAY)
+    later = client.v1.invoices.retrieve(invoice.id)
+    assert (later.status, later.attempt_count) == ("open", 1)  # still owed, never tried again
+
+
 def test_pending_if_incomplete_applies_the_change_only_once_paid(client: stripe.StripeClient) -> None:
     prices = catalog(client)
     customer, clock, _pm = customer_on_clock(client)

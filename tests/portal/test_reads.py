@@ -38,6 +38,7 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
         "dashboard": {"path": "/"},
         "cards": {"path": "/cards/"},
         "plan": {"path": "/plan/"},
+        "cancel": {"path": "/cancel/"},
         "add card": {"path": "/cards/add/"},
         "change": {"path": f"/changes/{change.pk}/"},
         "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},

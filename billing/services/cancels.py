@@ -1,0 +1,409 @@
+"""Cancelling at the end of the paid period, and keeping a subscription set to end.  The rules are
+billing/cancellation.py; the survey's answer and the alternative offered are kept
+(CancellationFeedback) whether the customer cancels or takes the alternative.
+
+A cancel drops a change scheduled for the renewal (Stripe refuses to set a scheduled
+subscription's cancel otherwise, and there is no renewal to change to), and does what the policy
+says to an unpaid invoice: voided, or still owed but never retried.  Either way nobody is charged
+after they believed they had cancelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Annotated, Literal
+
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from pydantic import StringConstraints
+
+from billing import cancellation, changes, gateway, messages, policy, selectors, sync
+from billing.cancellation import Offer, Reason, Unpaid
+from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
+from billing.errors import InvalidRequest, Refused
+from billing.messages import Facts
+from billing.models import BillingChange, BillingCustomer, CancellationFeedback, Invoice, Price, Subscription
+from billing.policy import Category, Channel
+from billing.services import plans
+from billing.state import subscription_state
+
+SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
+Comment = Annotated[str, StringConstraints(max_length=1000)]
+
+BOTH = (Channel.EMAIL, Channel.IN_APP)
+
+
+# --------------------------------------------------------------------------- what the cancel page shows
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpaidInvoice:
+    invoice: Invoice
+    outcome: Unpaid
+
+
+@dataclasses.dataclass(frozen=True)
+class CancelPage:
+    subscription: Subscription
+    ends_at: dt.datetime | None
+    # What cancelling does to what is unpaid, and the change it drops.
+    unpaid: list[UnpaidInvoice]
+    drops_scheduled: Price | None
+
+
+def cancel_page(*, customer: BillingCustomer) -> CancelPage | None:
+    """What cancelling now would mean, from the mirror (no Stripe call); None if there is no
+    subscription; Refused if the rules say no."""
+    sub = selectors.plan_subscription(customer=customer)
+    if sub is None:
+        return None
+    refusal = cancellation.cancel_refusal(
+        phase=subscription_state(subscription=sub, now=timezone.now()).phase
+    )
+    if refusal:
+        raise Refused(refusal)
+    outcome = Unpaid(policy.current().cancel.unpaid_invoice)
+    unpaid = [
+        UnpaidInvoice(invoice=i, outcome=outcome)
+        for i in selectors.open_invoices(customer=customer)
+        if i.subscription_stripe_id == sub.stripe_id
+    ]
+    return CancelPage(
+        subscription=sub, ends_at=sub.current_period_end, unpaid=unpaid, drops_scheduled=sub.scheduled_price
+    )
+
+
+def cheaper_offer(*, customer: BillingCustomer, subscription: Subscription) -> Price | None:
+    """The plan offered to a customer who finds theirs too expensive, if the rules allow
+    moving to it at the renewal."""
+    current = subscription.price
+    if current is None:
+        return None
+    prices = list(
+        Price.objects.select_related("tier").filter(
+            active=True, currency=subscription.currency, stripe_price_id__isnull=False
+        )
+    )
+    by_plan = {selectors.plan_of(p): p for p in prices}
+    chosen = cancellation.cheaper_plan(current=selectors.plan_of(current), offered=list(by_plan))
+    return by_plan[chosen] if chosen is not None else None
+
+
+# --------------------------------------------------------------------------- parameters and results
+
+
+class CancelParams(ChangeParams):
+    subscription: SubscriptionId
+    reason: Reason
+    comment: Comment = ""
+
+
+class KeepParams(ChangeParams):
+    subscription: SubscriptionId
+
+
+class UnpaidResult(ChangeResult):
+    invoice: str
+    amount: int
+    currency: str
+    outcome: Literal["void", "keep_owed"]
+
+
+class CancelResult(ChangeResult):
+    subscription: str
+    plan: str
+    ends_at: dt.datetime | None
+    dropped_scheduled: str = ""
+    unpaid: tuple[UnpaidResult, ...] = ()
+
+
+class KeepResult(ChangeResult):
+    subscription: str
+    plan: str
+    next_amount: int
+    currency: str
+    next_at: dt.datetime | None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class CanceledFacts(Facts):
+    plan: str
+    ends_at: dt.datetime | None
+    voided: int
+    kept_owed: int
+    currency: str
+
+
+class KeptFacts(Facts):
+    plan: str
+    next_amount: int
+    currency: str
+    next_at: dt.datetime | None
+
+
+SUBSCRIPTION_CANCELED = messages.declare(
+    "subscription_canceled", category=Category.CONFIRMATION, channels=BOTH, facts=CanceledFacts
+)
+SUBSCRIPTION_KEPT = messages.declare(
+    "subscription_kept", category=Category.CONFIRMATION, channels=BOTH, facts=KeptFacts
+)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def _plan_name(sub: Subscription) -> str:
+    price = sub.price
+    return f"{price.tier.name} ({price.get_interval_display()})" if price is not None else ""
+
+
+def _subscription(customer: BillingCustomer, stripe_id: str) -> Subscription:
+    sub = (
+        Subscription.objects.select_related("price__tier", "scheduled_price__tier")
+        .filter(customer=customer, stripe_id=stripe_id)
+        .first()
+    )
+    if sub is None:
+        raise InvalidRequest("The subscription is not the customer's.", code="subscription_foreign")
+    return sub
+
+
+def _settle_unpaid(
+    change: BillingChange, customer: BillingCustomer, sub: Subscription
+) -> tuple[UnpaidResult, ...]:
+    """Stop every automatic charge of the subscription's unpaid invoices, as the policy says."""
+    outcome = Unpaid(policy.current().cancel.unpaid_invoice)
+    done = []
+    for invoice in Invoice.objects.filter(
+        customer=customer, subscription_stripe_id=sub.stripe_id, status=Invoice.Status.OPEN
+    ).order_by("created"):
+        key = change.idempotency_key(f"{outcome}-{invoice.stripe_id}")
+        if outcome == Unpaid.VOID:
+            answer = gateway.invoice_void(invoice_id=invoice.stripe_id, idempotency_key=key)
+        else:
+            answer = gateway.invoice_stop_collecting(invoice_id=invoice.stripe_id, idempotency_key=key)
+        sync.invoice_from_stripe(customer=customer, data=answer.raw, state_at=timezone.now())
+        done.append(
+            UnpaidResult(
+                invoice=invoice.stripe_id,
+                amount=invoice.amount_remaining,
+                currency=invoice.currency,
+                outcome=outcome.value,
+            )
+        )
+    return tuple(done)
+
+
+def _synced(customer: BillingCustomer, subscription_id: str) -> Subscription:
+    live = gateway.subscription_retrieve(subscription_id=subscription_id)
+    sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
+    return _subscription(customer, subscription_id)
+
+
+@change_kind
+class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
+    name = "subscription_cancel"
+    label = _("Cancel your subscription")
+    template = "portal/changes/subscription_cancel.html"
+    Params = CancelParams
+    Result = CancelResult
+    messages = (SUBSCRIPTION_CANCELED,)
+    dedupe = ()
+    supersedes = False
+
+    def apply(
+        self, *, change: BillingChange, customer: BillingCustomer, params: CancelParams
+    ) -> CancelResult:
+        sub = _subscription(customer, params.subscription)
+        dropped = ""
+        live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
+        if live.schedule_id:
+            # Stripe won't set the cancel of a subscription a schedule manages; and a subscription
+            # that ends has no renewal for the scheduled change to happen at.
+            gateway.schedule_release(
+                schedule_id=live.schedule_id, idempotency_key=change.idempotency_key("release")
+            )
+            dropped = (
+                f"{sub.scheduled_price.tier.name} ({sub.scheduled_price.get_interval_display()})"
+                if (sub.scheduled_price is not None)
+                else ""
+            )
+        gateway.subscription_cancel_at_period_end(
+            subscription_id=sub.stripe_id,
+            feedback=cancellation.STRIPE_FEEDBACK[params.reason],
+            comment=params.comment,
+            idempotency_key=change.idempotency_key("cancel"),
+        )
+        unpaid = _settle_unpaid(change, customer, sub)
+        sub = _synced(customer, sub.stripe_id)
+        ends_at = sub.cancel_at or sub.current_period_end
+        return CancelResult(
+            subscription=sub.stripe_id,
+            plan=_plan_name(sub),
+            ends_at=ends_at,
+            dropped_scheduled=dropped,
+            unpaid=unpaid,
+        )
+
+    def confirmation(
+        self, *, change: BillingChange, params: CancelParams, result: CancelResult
+    ) -> Confirmation:
+        def total(outcome: str) -> int:
+            return sum(u.amount for u in result.unpaid if u.outcome == outcome)
+
+        sub = _subscription(change.customer, result.subscription)
+        return Confirmation(
+            SUBSCRIPTION_CANCELED,
+            CanceledFacts(
+                plan=result.plan,
+                ends_at=result.ends_at,
+                voided=total("void"),
+                kept_owed=total("keep_owed"),
+                currency=sub.currency,
+            ),
+        )
+
+
+@change_kind
+class SubscriptionKeep(ChangeKind[KeepParams, KeepResult]):
+    name = "subscription_keep"
+    label = _("Keep your subscription")
+    template = "portal/changes/subscription_keep.html"
+    Params = KeepParams
+    Result = KeepResult
+    messages = (SUBSCRIPTION_KEPT,)
+    dedupe = ()
+    supersedes = False
+
+    def apply(self, *, change: BillingChange, customer: BillingCustomer, params: KeepParams) -> KeepResult:
+        sub = _subscription(customer, params.subscription)
+        gateway.subscription_keep(
+            subscription_id=sub.stripe_id, idempotency_key=change.idempotency_key("keep")
+        )
+        sub = _synced(customer, sub.stripe_id)
+        state = subscription_state(subscription=sub, now=timezone.now())
+        charge = state.next_charge
+        return KeepResult(
+            subscription=sub.stripe_id,
+            plan=_plan_name(sub),
+            next_amount=charge.amount if charge else sub.unit_amount * sub.quantity,
+            currency=sub.currency,
+            next_at=charge.at if charge else sub.current_period_end,
+        )
+
+    def confirmation(self, *, change: BillingChange, params: KeepParams, result: KeepResult) -> Confirmation:
+        return Confirmation(
+            SUBSCRIPTION_KEPT,
+            KeptFacts(
+                plan=result.plan,
+                next_amount=result.next_amount,
+                currency=result.currency,
+                next_at=result.next_at,
+            ),
+        )
+
+
+CANCEL = changes.KINDS[SubscriptionCancel.name]
+KEEP = changes.KINDS[SubscriptionKeep.name]
+
+
+# --------------------------------------------------------------------------- what the portal calls
+
+
+def record_feedback(
+    *,
+    customer: BillingCustomer,
+    subscription: Subscription,
+    reason: Reason,
+    comment: str,
+    offer: Offer,
+    offer_taken: bool,
+    change: BillingChange | None,
+) -> None:
+    CancellationFeedback.objects.create(
+        customer=customer,
+        subscription=subscription.stripe_id,
+        reason=reason.value,
+        comment=comment,
+        offer=offer.value,
+        offer_taken=offer_taken,
+        change=change,
+    )
+
+
+def cancel(
+    *,
+    customer: BillingCustomer,
+    reason: Reason,
+    comment: str,
+    offer: Offer,
+    requested_by: changes.Actor,
+    key: str = "",
+) -> BillingChange:
+    """Cancel at the end of the paid period, having seen `offer` and declined it."""
+    earlier = changes.submitted(customer=customer, kind=CANCEL, key=key)
+    if earlier is not None:
+        return earlier
+    page = cancel_page(customer=customer)
+    if page is None:
+        raise Refused(gettext("You have no active subscription to cancel."))
+    params = CancelParams(subscription=page.subscription.stripe_id, reason=reason, comment=comment)
+    change = changes.request(
+        customer=customer, kind=CANCEL, params=params, requested_by=requested_by, key=key
+    )
+    record_feedback(
+        customer=customer,
+        subscription=page.subscription,
+        reason=reason,
+        comment=comment,
+        offer=offer,
+        offer_taken=False,
+        change=change,
+    )
+    return change
+
+
+def keep(*, customer: BillingCustomer, requested_by: changes.Actor, key: str = "") -> BillingChange:
+    """Undo the cancel: the subscription renews as before."""
+    earlier = changes.submitted(customer=customer, kind=KEEP, key=key)
+    if earlier is not None:
+        return earlier
+    sub = selectors.plan_subscription(customer=customer)
+    if sub is None:
+        raise Refused(gettext("You have no active subscription to cancel."))
+    refusal = cancellation.keep_refusal(phase=subscription_state(subscription=sub, now=timezone.now()).phase)
+    if refusal:
+        raise Refused(refusal)
+    params = KeepParams(subscription=sub.stripe_id)
+    return changes.request(customer=customer, kind=KEEP, params=params, requested_by=requested_by, key=key)
+
+
+def take_cheaper_plan(
+    *,
+    customer: BillingCustomer,
+    shown: plans.Preview,
+    reason: Reason,
+    comment: str,
+    requested_by: changes.Actor,
+    key: str = "",
+) -> BillingChange:
+    """The cheaper plan offered instead of cancelling: the change its preview showed, made as on
+    the Plan page, with the survey's answer kept and the offer marked as taken."""
+    earlier = changes.submitted(customer=customer, kind=plans.CHANGE, key=key)
+    if earlier is not None:
+        return earlier
+    change = plans.plan_change(customer=customer, shown=shown, requested_by=requested_by, key=key)
+    record_feedback(
+        customer=customer,
+        subscription=_subscription(customer, shown.subscription),
+        reason=reason,
+        comment=comment,
+        offer=Offer.CHEAPER_PLAN,
+        offer_taken=True,
+        change=change,
+    )
+    return change
