@@ -18,6 +18,7 @@ STAMP := $(VENV)/.install-stamp
 EMULATOR_PORT ?= 12111
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 ARTIFACTS := artifacts
 JUNIT := $(ARTIFACTS)/junit.xml
 PYTEST_ARGS ?=
@@ -28,7 +29,7 @@ PORTAL_BENCH_ARGS ?=
 
 help:
 	@echo "make install       create $(VENV) (Python 3.11) and install $(LOCK) + the project (editable)"
-	@echo "make browser-deps  apt-get install chromium if $(CHROMIUM) is missing (root)"
+	@echo "make browser-deps  apt-get install chromium if $(CHROMIUM) is missing (root); npm ci axe-core for the tests"
 	@echo "make lint          ruff check + mypy (strict) on stripe_emulator, billing and portal"
 	@echo "make format        ruff format + ruff check --fix"
 	@echo "make test          install, browser-deps, lint, then the whole pytest suite; fails on any skip/xfail"
@@ -78,6 +79,11 @@ browser-deps:
 	else \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update && apt-get install -y chromium; \
+	fi
+	@# axe-core, for the accessibility checks the browser tests inject into each page: from npm,
+	@# exactly as tests/browser/package-lock.json pins it (integrity-checked), never from a CDN.
+	@if [ ! -f $(AXE) ] || [ tests/browser/package-lock.json -nt $(AXE) ]; then \
+		npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts --silent && touch $(AXE); \
 	fi
 
 # --------------------------------------------------------------------------- quality

@@ -341,3 +341,62 @@ def live_portal(
         stripe_emulated.dispatcher.clear()
         stripe_emulated.dispatcher.idle(15.0)
         httpd.set_app(original_app)
+
+
+# --------------------------------------------------------------------------- accessibility
+
+AXE_SOURCE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+# What a page may not have: axe-core's two worst impacts.
+AXE_IMPACTS = ("serious", "critical")
+
+
+def axe_violations(page: Any) -> list[str]:
+    """Run axe-core (installed from npm by `make browser-deps`) on the page as it is now and return
+    its serious and critical violations, one line each.  Injected through the DevTools protocol,
+    not as a <script>, so the page's Content-Security-Policy neither blocks nor reports it."""
+    if not AXE_SOURCE.exists():
+        pytest.fail(f"no axe-core at {AXE_SOURCE}: run `make browser-deps` (npm ci in tests/browser)")
+    page.evaluate(AXE_SOURCE.read_text() + "\n;undefined")
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' '))}))"
+    )
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} at {', '.join(v['nodes'][:5])}"
+        for v in found
+        if v["impact"] in AXE_IMPACTS
+    ]
+
+
+def small_targets(page: Any, minimum: int = 44) -> list[str]:
+    """Buttons, links standing alone, form controls and the labels that make checkboxes and radio
+    buttons clickable, smaller than `minimum` px (CSS) in either direction.  A link inside a
+    sentence is exempt (WCAG's inline exception); so is a checkbox or radio button whose label,
+    clicked instead, is large enough."""
+    return list(
+        page.evaluate(
+            """(minimum) => {
+              const small = [];
+              const inSentence = (el) => el.tagName === 'A' && el.closest('p, li, dd') &&
+                (el.closest('p, li, dd').textContent.trim() !== el.textContent.trim());
+              const big = (el) => { const r = el.getBoundingClientRect();
+                return r.width >= minimum - 0.5 && r.height >= minimum - 0.5; };
+              const visible = (el) => { const r = el.getBoundingClientRect();
+                return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden'; };
+              for (const el of document.querySelectorAll('a[href], button, input, select, textarea, summary')) {
+                if (!visible(el) || el.type === 'hidden' || inSentence(el)) continue;
+                let target = el;
+                if (el.type === 'checkbox' || el.type === 'radio') {
+                  target = el.closest('label') || (el.id && document.querySelector(`label[for="${el.id}"]`)) || el;
+                }
+                if (!big(target)) {
+                  const r = target.getBoundingClientRect();
+                  small.push(`${el.outerHTML.slice(0, 80)} is ${Math.round(r.width)}x${Math.round(r.height)}`);
+                }
+              }
+              return small;
+            }""",
+            minimum,
+        )
+    )

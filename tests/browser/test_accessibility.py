@@ -1,0 +1,110 @@
+"""Every portal page, at a phone's width, as axe-core sees it: no serious or critical violation,
+no tap target under 44 px, no sideways scrolling; forms are checked with their errors shown.
+A screenshot of each page at that width is kept in artifacts/browser/pages/."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+
+from billing.services.customers import customer_create
+from tests.portal_support import PASSWORD, make_customer
+
+from .conftest import LivePortal, axe_violations, open_tab, playwright_sync, small_targets
+from .test_plan_journey import _open_plan_page, _preview
+from .test_portal_journey import _log_in
+
+expect = playwright_sync.expect
+
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+def _checked(page: Any, name: str, shots: pathlib.Path, problems: list[str]) -> None:
+    page.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
+    problems.extend(f"{name}: {v}" for v in axe_violations(page))
+    problems.extend(f"{name}: small target {t}" for t in small_targets(page))
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    if width[0] > width[1]:
+        problems.append(f"{name}: scrolls sideways ({width[0]}px in {width[1]}px)")
+
+
+def test_every_page_is_accessible_at_a_phones_width(
+    live_portal: LivePortal, portal_chromium: Any, artifacts: pathlib.Path
+) -> None:
+    with live_portal.quiet():
+        make_customer(email="ada@example.com", price="standard_month_eur")
+        user = get_user_model().objects.create_user(
+            username="tim@example.com", email="tim@example.com", password=PASSWORD
+        )
+        EmailAddress.objects.create(user=user, email="tim@example.com", verified=True, primary=True)
+        customer_create(user=user, email="tim@example.com", language="en")
+    shots = artifacts / "pages"
+    shots.mkdir(exist_ok=True)
+    problems: list[str] = []
+    tab = open_tab(portal_chromium, **PHONE)
+    page = tab.page
+    try:
+        visits: list[tuple[str, Callable[[], None]]] = [
+            ("login", lambda: page.goto(f"{live_portal.url}/accounts/login/")),
+            ("login-with-errors", lambda: _wrong_password(page)),
+            ("signup", lambda: page.goto(f"{live_portal.url}/accounts/signup/")),
+            ("password-reset", lambda: page.goto(f"{live_portal.url}/accounts/password/reset/")),
+        ]
+        for name, visit in visits:
+            visit()
+            page.wait_for_load_state("domcontentloaded")
+            _checked(page, name, shots, problems)
+
+        _log_in(page, live_portal, email="ada@example.com")
+        _checked(page, "dashboard", shots, problems)
+        for name, path in [
+            ("cards", "/cards/"),
+            ("add-card", "/cards/add/"),
+            ("account-email", "/accounts/email/"),
+        ]:
+            page.goto(f"{live_portal.url}{path}")
+            page.wait_for_load_state("domcontentloaded")
+            _checked(page, name, shots, problems)
+        _open_plan_page(page)
+        _checked(page, "plan", shots, problems)
+        preview = _preview(page, "pro_month_eur", "now")
+        preview.scroll_into_view_if_needed()
+        _checked(page, "plan-preview", shots, problems)
+        preview.get_by_role("button").click()
+        expect(page).to_have_url(re.compile(r"/changes/[0-9a-f-]{36}/$"))
+        _checked(page, "change", shots, problems)
+        page.goto(f"{live_portal.url}/cancel/")
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        _checked(page, "cancel-with-errors", shots, problems)
+        page.get_by_label("It costs too much").check()
+        page.get_by_role("button", name="Continue").click()
+        _checked(page, "cancel-offer", shots, problems)
+        page.get_by_role("button", name="Log out").click()
+
+        _log_in(page, live_portal, email="tim@example.com")
+        _checked(page, "dashboard-no-subscription", shots, problems)
+        page.goto(f"{live_portal.url}/plan/start/?price=standard_month_eur")
+        page.wait_for_load_state("domcontentloaded")
+        _checked(page, "plan-start", shots, problems)
+    finally:
+        page.context.close()
+    assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
+    assert problems == [], "\n".join(problems)
+
+
+def _wrong_password(page: Any) -> None:
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert").first).to_be_visible()
