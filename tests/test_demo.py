@@ -61,6 +61,7 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "dennis@example.com",
         "tim@example.com",
         "charles@example.com",
+        "ken@example.com",
     ]
     ada = _text(_dashboard("ada@example.com"))
     assert "Active" in ada and "Visa •••• 4242" in ada and "Nothing to pay" in ada
@@ -86,6 +87,8 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     charles = _text(_dashboard("charles@example.com"))
     assert "Ended" in charles and "Visa •••• 4242" in charles
     assert "You have no active subscription." in _text(_page("charles@example.com", "/plan/"))
+    ken = _text(_dashboard("ken@example.com"))
+    assert "Ends on" in ken and "Keep my subscription" in ken
 
     staff = Client()
     assert staff.login(username=demo.ADMIN_EMAIL, password=demo.PASSWORD)

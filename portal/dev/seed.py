@@ -391,6 +391,28 @@ def _ended_check(customer: BillingCustomer) -> None:
     _default_card_is(customer, "4242")
 
 
+def _ending() -> BillingCustomer:
+    """Standard monthly, cancelled at the end of the paid period ("it costs too much"): it ends on
+    the renewal date unless kept."""
+    customer = _subscriber(
+        email="ken@example.com", name="Ken Thompson", language="en", currency="eur",
+        card="pm_card_visa", lookup_key="standard_month_eur",
+    )  # fmt: skip
+    api().v1.subscriptions.update(
+        _stripe_subscription(customer).id,
+        params={"cancel_at_period_end": True, "cancellation_details": {"feedback": "too_expensive"}},
+    )
+    return customer
+
+
+def _ending_check(customer: BillingCustomer) -> None:
+    sub = _subscription(customer)
+    _check(
+        sub.status == Subscription.Status.ACTIVE and sub.cancel_at_period_end,
+        "ken: the subscription is not set to end at the renewal",
+    )
+
+
 def _stripe_subscription(customer: BillingCustomer) -> stripe.Subscription:
     subs = api().v1.subscriptions.list(params={"customer": _stripe_id(customer), "limit": 1})
     _check(len(subs.data) == 1, f"{customer.email}: no subscription at Stripe")
@@ -448,6 +470,7 @@ DEMOS: tuple[_Demo, ...] = (
     ),
     _Demo(_signed_up, _signed_up_check, "new sign-up: no subscription, no card, not at Stripe yet"),
     _Demo(_ended, _ended_check, "subscription ended (cancelled): was Standard monthly, EUR, Visa 4242 kept"),
+    _Demo(_ending, _ending_check, "cancelled, ends at the renewal: Standard monthly, EUR (keep it)"),
 )
 
 
