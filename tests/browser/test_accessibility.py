@@ -67,6 +67,13 @@ def test_every_page_is_accessible_at_a_phones_width(
 
         _log_in(page, live_portal, email="ada@example.com")
         _checked(page, "dashboard", shots, problems)
+        # "Log out" keeps the brand company on a phone, never a row of its own.
+        rows = page.evaluate(
+            "() => [document.querySelector('.brand'), document.querySelector('.logout button')]"
+            ".map(el => { const r = el.getBoundingClientRect(); return r.top + r.height / 2; })"
+        )
+        if abs(rows[0] - rows[1]) > 4:
+            problems.append(f"dashboard: 'Log out' is not on the brand's row ({rows})")
         for name, path in [
             ("cards", "/cards/"),
             ("add-card", "/cards/add/"),
