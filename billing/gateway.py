@@ -95,6 +95,17 @@ class Customer:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaxId:
+    id: str
+    type: str
+    value: str
+
+    @classmethod
+    def of(cls, raw: StripeDict) -> TaxId:
+        return cls(id=str(raw["id"]), type=str(raw.get("type") or ""), value=str(raw.get("value") or ""))
+
+
+@dataclasses.dataclass(frozen=True)
 class SetupIntent:
     id: str
     status: str
@@ -389,6 +400,65 @@ def customer_set_default_payment_method(
 
 def customer_update_metadata(*, customer_id: str, metadata: dict[str, str], idempotency_key: str) -> Customer:
     return _customer_update(customer_id, {"metadata": metadata}, idempotency_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    line1: str
+    line2: str
+    postal_code: str
+    city: str
+    country: str
+
+
+def customer_update_details(
+    *,
+    customer_id: str,
+    email: str,
+    name: str,
+    address: Address | None,
+    language: str,
+    idempotency_key: str,
+) -> Customer:
+    """The customer's billing email, name, address (None: no address) and the language Stripe
+    writes its own emails and invoices in."""
+    params: stripe.params.CustomerUpdateParams = {
+        "email": email,
+        # "" unsets a field at Stripe.
+        "name": name,
+        "address": "",
+        "preferred_locales": [language],
+    }
+    if address is not None:
+        params["address"] = {
+            "line1": address.line1,
+            "line2": address.line2,
+            "postal_code": address.postal_code,
+            "city": address.city,
+            "country": address.country,
+        }
+    return _customer_update(customer_id, params, idempotency_key)
+
+
+def tax_ids_list(*, customer_id: str) -> list[TaxId]:
+    params: stripe.params.CustomerTaxIdListParams = {"limit": 100}
+    page = _translated(lambda: client().v1.customers.tax_ids.list(customer_id, params=params))
+    return [TaxId.of(_plain(tax_id)) for tax_id in page.data]
+
+
+def tax_id_create_eu_vat(*, customer_id: str, value: str, idempotency_key: str) -> TaxId:
+    """A European VAT number on the customer (Stripe prints it on their invoices)."""
+    params: stripe.params.CustomerTaxIdCreateParams = {"type": "eu_vat", "value": value}
+    return TaxId.of(
+        _write(
+            lambda o: client().v1.customers.tax_ids.create(customer_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def tax_id_delete(*, customer_id: str, tax_id: str, idempotency_key: str) -> None:
+    _write(lambda o: client().v1.customers.tax_ids.delete(customer_id, tax_id, options=o), idempotency_key)
 
 
 # --------------------------------------------------------------------------- cards

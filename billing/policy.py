@@ -248,13 +248,75 @@ def delivery_suppression(
         return None
     if not has_address:
         return "no_address"
-    if category in opt_outs and may_opt_out(category=category):
+    if opted_out(category=category, channel=channel, opt_outs=opt_outs):
         return "opted_out"
     return None
 
 
-def may_opt_out(*, category: Category) -> bool:
-    return category != Category.PAYMENT_CRITICAL
+# The categories no customer can switch off: news of their money (a failed payment, a final
+# notice) and the confirmation of a change they made (the way they learn of one they did not).
+MANDATORY = frozenset({Category.PAYMENT_CRITICAL, Category.CONFIRMATION})
+
+
+def may_opt_out(*, category: Category, channel: Channel | None = None) -> bool:
+    """Whether the customer may switch off `category` (on `channel`, or on every channel)."""
+    return category not in MANDATORY and channel != Channel.IN_APP
+
+
+def opt_out_key(*, category: Category, channel: Channel) -> str:
+    """How one switched-off category and channel is kept in BillingCustomer.opt_outs."""
+    return f"{category}:{channel}"
+
+
+def opted_out(*, category: Category, channel: Channel, opt_outs: list[str]) -> bool:
+    """Whether the customer switched this category off on this channel (a bare category in
+    `opt_outs` means every channel); never for what may not be switched off."""
+    if not may_opt_out(category=category, channel=channel):
+        return False
+    return category in opt_outs or opt_out_key(category=category, channel=channel) in opt_outs
+
+
+@dataclasses.dataclass(frozen=True)
+class Preference:
+    """One category on one channel as the Details page shows it: on or off, and whether the
+    customer may switch it."""
+
+    category: Category
+    channel: Channel
+    on: bool
+    locked: bool
+
+    @property
+    def key(self) -> str:
+        return opt_out_key(category=self.category, channel=self.channel)
+
+
+def preferences(*, opt_outs: list[str]) -> list[list[Preference]]:
+    """Every category (a row) on every channel (a column), as the customer has them."""
+    return [
+        [
+            Preference(
+                category=category,
+                channel=channel,
+                on=not opted_out(category=category, channel=channel, opt_outs=opt_outs),
+                locked=not may_opt_out(category=category, channel=channel),
+            )
+            for channel in Channel
+        ]
+        for category in Category
+    ]
+
+
+def opt_outs_from(*, switched_on: set[str]) -> list[str]:
+    """The opt-outs for a Details form: every switchable category and channel not left on (by
+    opt_out_key), in a stable order; what may not be switched off is never stored as off."""
+    return [
+        opt_out_key(category=category, channel=channel)
+        for category in Category
+        for channel in Channel
+        if may_opt_out(category=category, channel=channel)
+        and opt_out_key(category=category, channel=channel) not in switched_on
+    ]
 
 
 def send_after(

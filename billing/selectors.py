@@ -61,6 +61,15 @@ def change_for(*, customer: BillingCustomer, change_id: Any) -> BillingChange | 
     return BillingChange.objects.filter(customer=customer, pk=change_id).first()
 
 
+def pending_change(*, customer: BillingCustomer, kind: str) -> BillingChange | None:
+    """The customer's newest change of a kind still waiting for Stripe, if any."""
+    return (
+        BillingChange.objects.filter(customer=customer, kind=kind, status=BillingChange.Status.PENDING)
+        .order_by("-created_at")
+        .first()
+    )
+
+
 # The reads every dashboard, cards page or add-card page makes, compiled to SQL once (billing/reads.py).
 _OPEN_INVOICES = CustomerRead(
     Invoice,

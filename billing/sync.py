@@ -39,15 +39,37 @@ def customer_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_a
         customer.default_payment_method_id = gateway.ref_id(settings_.get("default_payment_method"))
         customer.delinquent = bool(data.get("delinquent"))
         customer.backup_payment_method_id = (data.get("metadata") or {}).get("backup_payment_method", "")
+        # The billing email is where messages go: a Stripe customer without one keeps ours.
+        customer.email = data.get("email") or customer.email
+        customer.name = data.get("name") or ""
+        address = data.get("address") or {}
+        customer.address_line1 = address.get("line1") or ""
+        customer.address_line2 = address.get("line2") or ""
+        customer.address_postal_code = address.get("postal_code") or ""
+        customer.address_city = address.get("city") or ""
+        customer.address_country = address.get("country") or ""
     customer.stripe_state_at = state_at
     customer.save(
         update_fields=[
             "default_payment_method_id",
             "delinquent",
             "backup_payment_method_id",
+            "email",
+            "name",
+            "address_line1",
+            "address_line2",
+            "address_postal_code",
+            "address_city",
+            "address_country",
             "stripe_state_at",
         ]
     )
+
+
+def customer_tax_id(*, customer: BillingCustomer, stripe_id: str, value: str) -> None:
+    """The customer's VAT number as Stripe now has it (a tax id, or none)."""
+    customer.tax_id_stripe_id, customer.tax_id = stripe_id, value
+    customer.save(update_fields=["tax_id_stripe_id", "tax_id"])
 
 
 def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_at: dt.datetime) -> None:

@@ -13,6 +13,7 @@ NAV = {
     "cards": "portal:cards",
     "card_add": "portal:card_add",
     "plan": "portal:plan",
+    "details": "portal:details",
     "account": "account_email",
     "logout": "account_logout",
     "language": "portal:language",

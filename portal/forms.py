@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from billing import cancellation
+from billing import cancellation, details, policy
+from billing.services.details import DetailsParams, Preferences
 
 # A one-time value a page hands its form, so that the same submit sent twice is one change.
 TOKEN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -83,3 +85,93 @@ class CancelConfirmForm(CancelSurveyForm):
 class CancelOfferForm(CancelSurveyForm):
     # The preview of the cheaper plan the customer takes instead, signed by us.
     preview = forms.CharField(max_length=4000)
+
+
+class DetailsForm(forms.Form):
+    """The Details page: what Stripe keeps (checked here, by billing.details, before it may go
+    there) and the preferences only the portal keeps."""
+
+    token = forms.RegexField(regex=TOKEN, max_length=64)
+    email = forms.EmailField(label=_("Billing email"), max_length=254)
+    name = forms.CharField(label=_("Name on invoices"), max_length=200, required=False)
+    line1 = forms.CharField(label=_("Street and number"), max_length=200, required=False)
+    line2 = forms.CharField(label=_("Apartment, floor, c/o (optional)"), max_length=200, required=False)
+    postal_code = forms.CharField(label=_("Postal code"), max_length=20, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
+    country = forms.ChoiceField(label=_("Country"), required=False)
+    tax_id = forms.CharField(
+        label=_("VAT number (optional)"),
+        max_length=40,
+        required=False,
+        help_text=_("With its country's two letters first, as in SE556677889901."),
+    )
+    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES)
+    time_zone = forms.ChoiceField(label=_("Time zone"))
+    phone = forms.CharField(
+        label=_("Mobile number for text messages (optional)"),
+        max_length=40,
+        required=False,
+        help_text=_("With the country code, as in +46 70 123 45 67."),
+    )
+    # The categories and channels the customer leaves on, by billing.policy.opt_out_key; what may
+    # not be switched off is not among the choices (and so can't be posted off).
+    notify = forms.MultipleChoiceField(required=False)
+
+    def __init__(self, *args: Any, zone: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built per request: country names in the customer's language, their own zone kept.
+        country: Any = self.fields["country"]
+        country.choices = [("", _("Choose a country")), *details.countries()]
+        time_zone: Any = self.fields["time_zone"]
+        time_zone.choices = [(zone, zone.replace("_", " ")) for zone in details.zones(current=zone)]
+        notify: Any = self.fields["notify"]
+        notify.choices = [(key, key) for key in policy.opt_outs_from(switched_on=set())]
+
+    def clean_tax_id(self) -> str:
+        try:
+            return details.checked_vat(self.cleaned_data["tax_id"])
+        except details.DetailProblem as problem:
+            raise forms.ValidationError(str(problem), code="invalid_vat")
+
+    def clean_time_zone(self) -> str:
+        try:
+            return details.checked_zone(self.cleaned_data["time_zone"])
+        except details.DetailProblem as problem:
+            raise forms.ValidationError(str(problem), code="invalid_zone")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        address = {field: str(cleaned.get(field) or "").strip() for field in details.ADDRESS_FIELDS}
+        if "country" in self.errors:
+            return cleaned
+        for field, problem in details.address_problems(**address).items():
+            self.add_error(field, problem)
+        if "phone" in cleaned:
+            try:
+                cleaned["phone"] = details.checked_mobile(cleaned["phone"], country=address["country"])
+            except details.DetailProblem as problem:
+                self.add_error("phone", forms.ValidationError(str(problem), code="invalid_phone"))
+        return cleaned
+
+    def details(self) -> DetailsParams:
+        data = self.cleaned_data
+        return DetailsParams(
+            email=data["email"],
+            name=data["name"].strip(),
+            line1=data["line1"].strip(),
+            line2=data["line2"].strip(),
+            postal_code=data["postal_code"].strip(),
+            city=data["city"].strip(),
+            country=data["country"],
+            tax_id=data["tax_id"],
+            language=data["language"],
+        )
+
+    def preferences(self) -> Preferences:
+        data = self.cleaned_data
+        return Preferences(
+            language=data["language"],
+            time_zone=data["time_zone"],
+            phone=data["phone"],
+            opt_outs=tuple(policy.opt_outs_from(switched_on=set(data["notify"]))),
+        )

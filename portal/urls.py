@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cancels, cards, changes, dashboard, plans, preferences
+from portal.views import cancels, cards, changes, dashboard, details, plans, preferences
 
 app_name = "portal"
 
@@ -35,6 +35,7 @@ portal_patterns = [
     path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),
     path("changes/<uuid:change_id>/recheck/", changes.change_recheck, name="change_recheck"),
     path("language/", preferences.language, name="language"),
+    path("details/", details.details, name="details"),
 ]
 
 urlpatterns = [

@@ -135,7 +135,11 @@ def test_payment_critical_messages_ignore_opt_outs_and_in_app_is_always_kept() -
     assert reason(Category.PAYMENT_CRITICAL, Channel.SMS, address=False) == "no_address"
     assert reason(Category.REMINDER, Channel.IN_APP) is None
     assert not policy.may_opt_out(category=Category.PAYMENT_CRITICAL)
-    assert all(policy.may_opt_out(category=c) for c in Category if c != Category.PAYMENT_CRITICAL)
+    # A change the customer made is confirmed whatever they chose (F10).
+    assert not policy.may_opt_out(category=Category.CONFIRMATION)
+    assert policy.may_opt_out(category=Category.REMINDER) and policy.may_opt_out(
+        category=Category.INFORMATION
+    )
 
 
 @pytest.mark.parametrize(
