@@ -378,6 +378,23 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
         "plan_schedule_cancel": lambda: _submit_twice(
             client, "/plan/scheduled/cancel/", _scheduled_downgrade(customer, client), committed
         ),
+        "customer_details": lambda: _submit_twice(
+            client,
+            "/details/",
+            {
+                "token": "page-view-t1",
+                "email": "billing@example.com",
+                "name": "Two Cards AB",
+                "line1": "Storgatan 1",
+                "postal_code": "111 22",
+                "city": "Stockholm",
+                "country": "SE",
+                "tax_id": "SE556677889901",
+                "language": "en",
+                "time_zone": "Europe/Stockholm",
+            },
+            committed,
+        ),
         # A start needs a customer without a subscription.
         "subscription_start": lambda: _submit_twice(
             logged_in(newcomer),

@@ -40,6 +40,7 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
         "plan": {"path": "/plan/"},
         "cancel": {"path": "/cancel/"},
         "add card": {"path": "/cards/add/"},
+        "details": {"path": "/details/"},
         "change": {"path": f"/changes/{change.pk}/"},
         "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},
         "back from the bank": {
