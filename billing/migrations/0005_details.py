@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0003_plan_changes"),
+        ("billing", "0004_cancellations"),
     ]
 
     operations = [
