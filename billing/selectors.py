@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from billing import catalog, changes, policy, reads
+from billing import catalog, changes, invoice_rules, policy, reads
 from billing import plans as policy_plans
 from billing.changes import ChangeKind, ChangeResult
 from billing.errors import OUTAGE_CODES
@@ -460,3 +460,123 @@ def plan_page(*, customer: BillingCustomer) -> PlanPage:
         )
         tiers.setdefault(price.tier_id, (price.tier, []))[1].append(option)
     return PlanPage(subscription=sub, state=state, currency=currency, tiers=list(tiers.values()))
+
+
+# --------------------------------------------------------------------------- the Invoices page
+
+
+INVOICE_PAY_KIND = "invoice_pay"  # billing.services.invoices.InvoicePay.name (that module imports this one)
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoiceRow:
+    invoice: Invoice
+    status_words: str
+    # Why it can't be paid now (None: it can); only open invoices say why.
+    refusal: str | None
+
+    @property
+    def payable(self) -> bool:
+        return self.invoice.status == Invoice.Status.OPEN and self.refusal is None
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoicePage:
+    rows: list[InvoiceRow]
+    paging: invoice_rules.Paging
+    has_next: bool
+    # The card the "Pay now" buttons pay with, if it can (else only another card is offered).
+    default_card: PaymentMethod | None
+    card_refusal: str | None
+
+
+def _paused_subscription(view: Dashboard) -> str:
+    """The paused subscription's Stripe id, or "" (nothing is collected from it meanwhile)."""
+    if view.subscription is None or view.state is None or not view.state.paused:
+        return ""
+    return view.subscription.stripe_id
+
+
+def _being_paid(*, customer: BillingCustomer) -> set[str]:
+    """Invoices a payment of which is on its way to Stripe (a change not yet applied)."""
+    params = BillingChange.objects.filter(
+        customer=customer, kind=INVOICE_PAY_KIND, status=BillingChange.Status.PENDING
+    ).values_list("params", flat=True)
+    return {str(p.get("invoice", "")) for p in params if isinstance(p, dict)}
+
+
+def payable(*, invoice: Invoice, paused_subscription: str, being_paid: set[str]) -> invoice_rules.Payable:
+    """The facts the rules decide paying `invoice` by (billing/invoice_rules.py)."""
+    return invoice_rules.Payable(
+        status=invoice.status,
+        amount_remaining=invoice.amount_remaining,
+        paused=bool(paused_subscription) and invoice.subscription_stripe_id == paused_subscription,
+        being_paid=invoice.stripe_id in being_paid,
+    )
+
+
+def invoice_pay_refusal(*, customer: BillingCustomer, invoice: Invoice) -> str | None:
+    """Why the customer can't pay this invoice now, as the Invoices page would say it."""
+    view = dashboard(customer=customer)
+    facts = payable(
+        invoice=invoice,
+        paused_subscription=_paused_subscription(view),
+        being_paid=_being_paid(customer=customer),
+    )
+    return invoice_rules.pay_refusal(invoice=facts)
+
+
+def invoice_for(*, customer: BillingCustomer, stripe_id: str) -> Invoice | None:
+    """One of the customer's invoices (drafts are not shown, so not found either)."""
+    return (
+        Invoice.objects.filter(customer=customer, stripe_id=stripe_id)
+        .exclude(status=Invoice.Status.DRAFT)
+        .first()
+    )
+
+
+def invoice_page(*, customer: BillingCustomer, page: str | None) -> InvoicePage:
+    """One page of the customer's invoices, newest first, each with what may be done with it.
+
+    The same queries whatever the number of invoices: the page's rows (one more than a page, so
+    no count is needed to know of a next one), the subscription and the cards (for the default
+    card and a pause), and the payments on their way.  Paged by offset: a customer has at most a
+    few hundred invoices, which an index on the customer skips through at no cost worth a cursor."""
+    paging = invoice_rules.paging(requested=page)
+    rows = list(
+        Invoice.objects.filter(customer=customer)
+        .exclude(status=Invoice.Status.DRAFT)
+        .order_by("-created", "-pk")[paging.offset : paging.offset + paging.limit]
+    )
+    has_next = len(rows) > invoice_rules.PER_PAGE
+    rows = rows[: invoice_rules.PER_PAGE]
+    view = dashboard(customer=customer)
+    paused, being_paid = _paused_subscription(view), _being_paid(customer=customer)
+    card = view.default_card
+    card_refusal = (
+        invoice_rules.card_refusal(
+            exp_year=card.exp_year, exp_month=card.exp_month, today=timezone.now().date()
+        )
+        if card is not None
+        else None
+    )
+    return InvoicePage(
+        rows=[
+            InvoiceRow(
+                invoice=invoice,
+                status_words=invoice_rules.status_words(status=invoice.status),
+                refusal=(
+                    invoice_rules.pay_refusal(
+                        invoice=payable(invoice=invoice, paused_subscription=paused, being_paid=being_paid)
+                    )
+                    if invoice.status == Invoice.Status.OPEN
+                    else None
+                ),
+            )
+            for invoice in rows
+        ],
+        paging=paging,
+        has_next=has_next,
+        default_card=card,
+        card_refusal=card_refusal,
+    )

@@ -14,6 +14,7 @@ NAV = {
     "card_add": "portal:card_add",
     "plan": "portal:plan",
     "details": "portal:details",
+    "invoices": "portal:invoices",
     "account": "account_email",
     "logout": "account_logout",
     "language": "portal:language",

@@ -175,3 +175,8 @@ class DetailsForm(forms.Form):
             phone=data["phone"],
             opt_outs=tuple(policy.opt_outs_from(switched_on=set(data["notify"]))),
         )
+class InvoicePayForm(CardActionForm):
+    # The card the button named (one of the customer's, by its id in the portal) ...
+    card = forms.IntegerField(min_value=1, required=False)
+    # ... or the card just saved with the Payment Element for this payment.
+    setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220, required=False)

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cancels, cards, changes, dashboard, details, plans, preferences
+from portal.views import cancels, cards, changes, dashboard, details, invoices, plans, preferences
 
 app_name = "portal"
 
@@ -30,6 +30,10 @@ portal_patterns = [
     path("cancel/confirm/", cancels.cancel_confirm, name="cancel_confirm"),
     path("cancel/offer/", cancels.cancel_take_offer, name="cancel_take_offer"),
     path("cancel/undo/", cancels.cancel_undo, name="cancel_undo"),
+    path("invoices/", invoices.invoice_list, name="invoices"),
+    path("invoices/<str:invoice_id>/pay/", invoices.invoice_pay, name="invoice_pay"),
+    path("invoices/<str:invoice_id>/pay/confirm/", invoices.invoice_pay_confirm, name="invoice_pay_confirm"),
+    path("invoices/<str:invoice_id>/pay/return/", invoices.invoice_pay_return, name="invoice_pay_return"),
     path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
     path("changes/<uuid:change_id>/retry/", changes.change_retry, name="change_retry"),
     path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),
