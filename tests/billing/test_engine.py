@@ -352,12 +352,20 @@ def _scheduled_downgrade(customer: BillingCustomer, client: Client) -> dict[str,
     return {"token": "page-view-c1"}
 
 
+def _invoice_pay_form(customer: BillingCustomer) -> tuple[str, dict[str, str]]:
+    """The form that pays the customer's open invoice with a card saved for it."""
+    invoice = Invoice.objects.get(customer=customer, status=Invoice.Status.OPEN)
+    setup_intent = confirmed_setup_intent(customer=customer, payment_method="pm_card_visa")
+    return f"/invoices/{invoice.stripe_id}/pay/confirm/", {"setup_intent": setup_intent}
+
+
 def test_a_double_submit_of_each_kind_of_change_is_one_change(
     two_cards: tuple[BillingCustomer, PaymentMethod, PaymentMethod], committed: Callable[[], Any]
 ) -> None:
     customer, visa, mastercard = two_cards
     client = logged_in(customer)
     newcomer = make_customer(email="newcomer@example.com", card=None, price=None)
+    owing = make_customer(email="owing@example.com", card="pm_card_chargeCustomerFail")
     submits: dict[str, Callable[[], list[str]]] = {
         "card_add": lambda: _submit_twice(
             client,
@@ -406,6 +414,8 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
             },
             committed,
         ),
+        # Paying an invoice needs one open: a subscriber whose first payment was declined.
+        "invoice_pay": lambda: _submit_twice(logged_in(owing), *_invoice_pay_form(owing), committed),
     }
     submits["subscription_cancel"] = lambda: _submit_twice(
         client,
@@ -416,7 +426,7 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
     submits["subscription_keep"] = lambda: _submit_twice(
         client, "/cancel/undo/", {"token": "page-view-k1"}, committed
     )
-    whose = {"subscription_start": newcomer}
+    whose = {"subscription_start": newcomer, "invoice_pay": owing}
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():
         first, second = submit()

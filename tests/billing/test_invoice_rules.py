@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from django.utils import translation
 
-from billing.invoice_rules import PER_PAGE, Payable, card_refusal, pay_refusal, paging, status_words
+from billing.invoice_rules import PER_PAGE, Payable, card_refusal, paging, pay_refusal, status_words
 
 OPEN = Payable(status="open", amount_remaining=1900)
 

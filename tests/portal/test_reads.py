@@ -34,6 +34,8 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
     """Every page a customer can GET, with the headers it is requested with."""
     change = BillingChange.objects.filter(customer=customer).order_by("created_at").first()
     assert change is not None
+    unpaid = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).order_by("created").first()
+    assert unpaid is not None
     return {
         "dashboard": {"path": "/"},
         "cards": {"path": "/cards/"},
@@ -45,6 +47,13 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
         "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},
         "back from the bank": {
             "path": "/cards/return/",
+            "data": {"setup_intent": "seti_1234567890abcdef", "redirect_status": "succeeded"},
+        },
+        "invoices": {"path": "/invoices/"},
+        "invoices, page 2": {"path": "/invoices/", "data": {"page": "2"}},
+        "pay an invoice with another card": {"path": f"/invoices/{unpaid.stripe_id}/pay/"},
+        "back from the bank, paying an invoice": {
+            "path": f"/invoices/{unpaid.stripe_id}/pay/return/",
             "data": {"setup_intent": "seti_1234567890abcdef", "redirect_status": "succeeded"},
         },
         "back from the bank, refused": {
