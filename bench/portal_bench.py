@@ -371,6 +371,7 @@ def bench_pages(
         "card add": "/cards/add/",
         "change": f"/changes/{change_id}/",
         "plan": "/plan/",
+        "invoices": "/invoices/",
     }
 
     def get(path: str) -> None:
