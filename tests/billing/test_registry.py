@@ -38,7 +38,7 @@ def _example(model: type[Facts]) -> Facts:
         if annotation is dt.datetime:
             values[name] = dt.datetime(2027, 3, 21, 12, tzinfo=dt.UTC)  # "March", "mars", "maart"
         elif name.endswith("_id"):
-            values[name] = str(uuid.uuid4())
+            values[name] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))  # the same in every rendering
         elif annotation is int:
             values[name] = 1900
         elif annotation is bool:
