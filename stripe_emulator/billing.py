@@ -486,6 +486,16 @@ def _mark_paid(state: State, invoice: dict[str, Any], *, intent: dict[str, Any] 
         _after_invoice_paid(state, sub, invoice)
 
 
+def finish_resume(state: State, sub: dict[str, Any], *, before: dict[str, Any]) -> None:
+    """A resume with ``resume_on_payment_success`` whose invoice is paid: active from now on."""
+    sub.pop("_resume_invoice", None)
+    sub["status"] = "active"
+    sub["status_details"] = None
+    emit(state, "customer.subscription.resumed", sub, previous=before)
+    schedule_renewal(state, sub)
+    emit(state, "customer.subscription.updated", sub, previous=before)
+
+
 def _sub_of(state: State, invoice: dict[str, Any]) -> dict[str, Any] | None:
     parent = invoice.get("parent") or {}
     sub_id = (parent.get("subscription_details") or {}).get("subscription")
@@ -494,6 +504,9 @@ def _sub_of(state: State, invoice: dict[str, Any]) -> dict[str, Any] | None:
 
 def _after_invoice_paid(state: State, sub: dict[str, Any], invoice: dict[str, Any]) -> None:
     before = render_before(state, sub)
+    if sub["status"] == "paused" and sub.get("_resume_invoice") == invoice["id"]:
+        finish_resume(state, sub, before=before)
+        return
     pending = sub.get("_pending")
     if pending and pending["invoice"] == invoice["id"]:
         _apply_pending(state, sub, pending)

@@ -333,6 +333,11 @@ def pause_subscription(state: State, params: dict[str, Any], id: str) -> dict[st
         raise InvalidRequestError("Pausing requires billing_mode[type]=flexible.", param="billing_mode")
     if sub["status"] not in ("active", "trialing", "past_due"):
         raise InvalidRequestError(f"A subscription with status {sub['status']} cannot be paused.")
+    schedule = state.find(sub.get("schedule"))
+    if schedule is not None and schedule["status"] in ("active", "not_started"):
+        # As Stripe: "Cannot pause subscriptions with attached schedules."
+        raise InvalidRequestError("Cannot pause subscriptions with attached schedules. Release the schedule "
+                                  f"{schedule['id']} first.")
     now = state.now_for(sub)
     before = render_before(state, sub)
     unused = ((params.get("bill_for") or {}).get("unused_time_from") or {}).get("type", "now")
@@ -342,13 +347,48 @@ def pause_subscription(state: State, params: dict[str, Any], id: str) -> dict[st
         if params.get("invoicing_behavior") == "invoice" and credit:
             billing.invoice_pending_now(state, sub, specs=credit)
         else:
-            billing.add_pending_lines(sub, credit)
+            # Stripe's default: pending invoice items, listed with /v1/invoiceitems?pending=true, that
+            # the first invoice after the resume takes.
+            for spec in credit:
+                _pending_item(state, sub, spec)
     sub["status"] = "paused"
     sub["status_details"] = {"paused": {"subscription": {"type": "pause_requested"}, "transitioned_at": now,
                                         "type": params.get("type", "subscription")}}
+    # The period ends when the pause starts (Stripe: "current_period_end updates to the time when you
+    # paused"); no renewal is due while paused.
+    billing.set_period(state, sub, sub["_period_start"], max(now, sub["_period_start"]))
     emit(state, "customer.subscription.paused", sub, previous=before)
     emit(state, "customer.subscription.updated", sub, previous=before)
     return sub
+
+
+def _pending_item(state: State, sub: dict[str, Any], spec: billing.LineSpec) -> dict[str, Any]:
+    customer = state.objects[sub["customer"]]
+    price = spec.price
+    item = blank("invoiceitem")
+    item.update(
+        id=state.new_id("ii"),
+        amount=spec.amount,
+        net_amount=spec.amount,
+        currency=spec.money,
+        customer=customer["id"],
+        date=state.now_for(sub),
+        description=spec.description,
+        period={"start": spec.start, "end": spec.end},
+        proration=spec.proration,
+        quantity=spec.quantity,
+        quantity_decimal=str(spec.quantity),
+        pricing={"type": "price_details", "price_details": {"price": price["id"], "product": price["product"]},
+                 "unit_amount_decimal": str(price["unit_amount"])} if price else None,
+        parent={"type": "subscription_details", "subscription_details": {"subscription": sub["id"],
+                                                                          "subscription_item": spec.item_id}},
+        test_clock=customer["test_clock"],
+        _subscription=sub["id"],
+        _seq=next(state.counters),
+    )
+    state.add(item)
+    emit(state, "invoiceitem.created", item)
+    return item
 
 
 @route("POST", "/v1/subscriptions/{id}/resume", params="SubscriptionResumeParams")
@@ -356,10 +396,14 @@ def resume_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
     sub = state.get("subscription", id)
     if sub["status"] != "paused":
         raise InvalidRequestError("Only a paused subscription can be resumed.")
+    if sub.get("_resume_invoice"):
+        invoice = state.find(sub["_resume_invoice"])
+        if invoice is not None and invoice["status"] == "open":
+            raise InvalidRequestError("This subscription is already resuming: its resumption invoice "
+                                      f"{invoice['id']} is waiting for payment.")
     now = state.now_for(sub)
     before = render_before(state, sub)
-    sub["status"] = "active"
-    sub["status_details"] = None
+    on_success = params.get("payment_behavior", "resume_on_payment_attempt") == "resume_on_payment_success"
     interval, count = billing.sub_interval(state, sub)
     plans = billing.current_plans(state, sub)
     if (params.get("billing_cycle_anchor") or {}).get("type", "now") == "now":
@@ -382,6 +426,19 @@ def resume_subscription(state: State, params: dict[str, Any], id: str) -> dict[s
                                   billing_reason="subscription_update")
     sub["latest_invoice"] = invoice["id"]
     billing.finalize(state, invoice)
+    if on_success:
+        # resume_on_payment_success: paused until the resumption invoice is paid (now, or by one of
+        # Stripe's retries; billing._after_invoice_paid finishes the resume then).
+        sub["_resume_invoice"] = invoice["id"]
+        if invoice["status"] == "open":
+            billing.attempt(state, invoice)
+        if invoice["status"] == "paid" and sub["status"] == "paused":
+            billing.finish_resume(state, sub, before=before)
+        elif render_before(state, sub) != before:
+            emit(state, "customer.subscription.updated", sub, previous=before)
+        return sub
+    sub["status"] = "active"
+    sub["status_details"] = None
     emit(state, "customer.subscription.resumed", sub, previous=before)
     if invoice["status"] == "open":
         billing.attempt(state, invoice)

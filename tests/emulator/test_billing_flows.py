@@ -579,3 +579,75 @@ def test_trial_then_first_charge(client: stripe.StripeClient) -> None:
     assert after.status == "active"
     assert after["items"].data[0].current_period_end == FEB_1 + 14 * DAY
     assert client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 3000
+
+
+def test_pause_credits_unused_time_as_pending_invoice_items_and_ends_the_period(
+        client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    jan_11 = JAN_1 + 10 * DAY
+    advance(client, clock.id, jan_11)
+    paused = client.v1.subscriptions.pause(sub.id)
+    assert paused["items"].data[0].current_period_end == jan_11  # as Stripe: the period ends at the pause
+    (item,) = client.v1.invoice_items.list(params={"customer": customer.id, "pending": True}).data
+    assert item.amount == -round(3000 * 21 / 31) and item.proration
+    assert item.parent.subscription_details.subscription == sub.id
+    resumed = client.v1.subscriptions.resume(sub.id, params={"expand": ["latest_invoice"]})
+    assert resumed.latest_invoice.amount_paid == 3000 + item.amount
+    assert client.v1.invoice_items.list(params={"customer": customer.id, "pending": True}).data == []
+
+
+def test_a_subscription_with_a_schedule_cannot_be_paused(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, _clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    with pytest.raises(stripe.InvalidRequestError, match="attached schedules"):
+        client.v1.subscriptions.pause(sub.id)
+    client.v1.subscription_schedules.release(schedule.id)
+    assert client.v1.subscriptions.pause(sub.id).status == "paused"
+
+
+def test_resume_on_payment_success_stays_paused_until_a_retry_pays(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    client.v1.subscriptions.pause(sub.id, params={"bill_for": {"unused_time_from": {"type": "none"}}})
+    _fail_next_renewal(client, customer.id, sub.id)
+    advance(client, clock.id, MAR_1)
+    resuming = client.v1.subscriptions.resume(
+        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]})
+    assert resuming.status == "paused"  # not past_due: the charge failed and Stripe retries it
+    invoice = resuming.latest_invoice
+    assert (invoice.status, invoice.attempt_count, invoice.amount_due) == ("open", 1, 3000)
+    assert invoice.next_payment_attempt is not None
+    with pytest.raises(stripe.InvalidRequestError, match="already resuming"):
+        client.v1.subscriptions.resume(sub.id, params={"payment_behavior": "resume_on_payment_success"})
+    assert "customer.subscription.resumed" not in event_types(client)
+
+    good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    client.v1.subscriptions.update(sub.id, params={"default_payment_method": good.id})
+    advance(client, clock.id, invoice.next_payment_attempt + 60)
+    resumed = client.v1.subscriptions.retrieve(sub.id)
+    assert resumed.status == "active"
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert event_types(client).count("customer.subscription.resumed") == 1
+    assert resumed["items"].data[0].current_period_start == MAR_1
+
+
+def test_resume_on_payment_success_with_a_good_card_is_active_at_once(client: stripe.StripeClient) -> None:
+    prices = catalog(client)
+    customer, clock, _pm = customer_on_clock(client)
+    sub = subscribe(client, customer.id, prices.monthly.id)
+    client.v1.subscriptions.pause(sub.id)
+    advance(client, clock.id, MAR_1)
+    resumed = client.v1.subscriptions.resume(
+        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
+        options={"idempotency_key": "resume-once"})
+    assert resumed.status == "active" and resumed.latest_invoice.status == "paid"
+    again = client.v1.subscriptions.resume(
+        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
+        options={"idempotency_key": "resume-once"})
+    assert again.latest_invoice.id == resumed.latest_invoice.id  # a replay, not a second resume
+    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 2
