@@ -691,6 +691,63 @@ def schedule_release(*, schedule_id: str, idempotency_key: str) -> Schedule:
     )
 
 
+# Where the portal keeps a pause's resume date on the Stripe subscription: Stripe's pause has no
+# date of its own (our beat job resumes it), and this way the date survives a reconcile.
+PAUSE_RESUMES_AT = "pause_resumes_at"
+
+
+def subscription_pause(*, subscription_id: str, resumes_at: int, idempotency_key: str) -> Subscription:
+    """Pause the subscription (status `paused`: no invoices, no renewal) with the unused part of
+    its period credited as pending invoice items, which the first invoice after the resume takes
+    (Stripe's default).  The resume date goes into its metadata first, in a request of its own
+    (the pause endpoint takes no metadata)."""
+    metadata: stripe.params.SubscriptionUpdateParams = {"metadata": {PAUSE_RESUMES_AT: str(resumes_at)}}
+    _write(
+        lambda o: client().v1.subscriptions.update(subscription_id, params=metadata, options=o),
+        f"{idempotency_key}-date",
+    )
+    params: stripe.params.SubscriptionPauseParams = {
+        "type": "subscription",
+        "bill_for": {"unused_time_from": {"type": "now"}},
+        "invoicing_behavior": "pending_invoice_item",
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.pause(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def subscription_resume(*, subscription_id: str, idempotency_key: str) -> Subscription:
+    """Resume a paused subscription now: a new period starts today and is invoiced at once (with
+    the pause's credit taken off).  `resume_on_payment_success`: if that charge fails the
+    subscription stays paused and Stripe retries it, rather than going past due without retries."""
+    params: stripe.params.SubscriptionResumeParams = {
+        "billing_cycle_anchor": {"type": "now"},
+        "payment_behavior": "resume_on_payment_success",
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.resume(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def pending_credit(*, customer_id: str, subscription_id: str) -> int:
+    """What the subscription's pending invoice items take off its next invoice (positive)."""
+    params: stripe.params.InvoiceItemListParams = {"customer": customer_id, "pending": True, "limit": 100}
+    page = _translated(lambda: client().v1.invoice_items.list(params=params))
+    total = 0
+    for found in page.auto_paging_iter():
+        item = _plain(found)
+        parent = (item.get("parent") or {}).get("subscription_details") or {}
+        if parent.get("subscription") == subscription_id:
+            total += int(item.get("amount") or 0)
+    return max(0, -total)
+
+
 def subscriptions_list(*, customer_id: str) -> Iterator[Subscription]:
     # With their schedules, as subscription_retrieve: reconciling keeps a change scheduled for the renewal.
     params: stripe.params.SubscriptionListParams = {

@@ -82,6 +82,8 @@ class QuietHours:
 class PausePolicy:
     lengths_months: tuple[int, ...] = (1, 2, 3)
     max_per_year: int = 2
+    # The reminder that a pause ends soon goes this many days before the resume.
+    reminder_days_before: int = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import catalog, changes, invoice_rules, policy, reads
+from billing import catalog, changes, policy, reads
+from billing import pauses as policy_pauses
 from billing import plans as policy_plans
 from billing.changes import ChangeKind, ChangeResult
 from billing.errors import OUTAGE_CODES
@@ -531,6 +533,25 @@ def invoice_for(*, customer: BillingCustomer, stripe_id: str) -> Invoice | None:
     return (
         Invoice.objects.filter(customer=customer, stripe_id=stripe_id)
         .exclude(status=Invoice.Status.DRAFT)
+# --------------------------------------------------------------------------- pausing (billing/pauses.py's facts)
+
+PAUSE_KIND = "subscription_pause"
+
+
+def pause_times(*, customer: BillingCustomer, since: Any) -> tuple[Any, ...]:
+    """When the customer's pauses (applied pause changes) were made since `since`."""
+    return tuple(
+        BillingChange.objects.filter(
+            customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED, applied_at__gte=since
+        ).values_list("applied_at", flat=True)
+    )
+
+
+def latest_pause(*, customer: BillingCustomer) -> BillingChange | None:
+    """The customer's latest applied pause: its result holds what Stripe credited."""
+    return (
+        BillingChange.objects.filter(customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED)
+        .order_by("-applied_at")
         .first()
     )
 
@@ -579,4 +600,40 @@ def invoice_page(*, customer: BillingCustomer, page: str | None) -> InvoicePage:
         has_next=has_next,
         default_card=card,
         card_refusal=card_refusal,
+def pause_situation(*, customer: BillingCustomer, subscription: Subscription) -> policy_pauses.PauseSituation:
+    """The facts the pause rules take, in three queries."""
+    now = timezone.now()
+    state = subscription_state(subscription=subscription, now=now)
+    open_invoice = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN).exists()
+    waiting = BillingChange.objects.filter(
+        customer=customer, status=BillingChange.Status.ACTION_REQUIRED
+    ).exists()
+    return policy_pauses.PauseSituation(
+        phase=state.phase,
+        payment_failing=state.past_due or open_invoice,
+        awaiting_approval=waiting,
+        upgrade_pending=subscription.pending_price_id is not None,
+        pauses=pause_times(customer=customer, since=now - policy_pauses.YEAR),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PausePage:
+    subscription: Subscription | None
+    state: SubscriptionState | None
+    situation: policy_pauses.PauseSituation | None
+    # The latest applied pause (while paused: the one in force).
+    pause: BillingChange | None
+
+
+def pause_page(*, customer: BillingCustomer) -> PausePage:
+    """The pause page's reads, from the mirror only, in a fixed number of queries."""
+    sub = plan_subscription(customer=customer)
+    if sub is None:
+        return PausePage(subscription=None, state=None, situation=None, pause=None)
+    return PausePage(
+        subscription=sub,
+        state=subscription_state(subscription=sub, now=timezone.now()),
+        situation=pause_situation(customer=customer, subscription=sub),
+        pause=latest_pause(customer=customer),
     )

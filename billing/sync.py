@@ -96,7 +96,7 @@ def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, sta
         "ended_at": _ts(data.get("ended_at")),
         "trial_end": _ts(data.get("trial_end")),
         "pause_behavior": pause.get("behavior") or "",
-        "pause_resumes_at": _ts(pause.get("resumes_at")),
+        "pause_resumes_at": _ts(pause.get("resumes_at")) or _pause_resumes_at(data),
         "default_payment_method_id": gateway.ref_id(data.get("default_payment_method")),
         "latest_invoice_id": gateway.ref_id(data.get("latest_invoice")),
         "created": _ts(data.get("created")) or state_at,
@@ -105,6 +105,14 @@ def subscription_from_stripe(*, customer: BillingCustomer, data: StripeDict, sta
         **_scheduled(data, existing, current_price=price.get("id")),
     }
     Subscription.objects.update_or_create(stripe_id=data["id"], defaults=values)
+
+
+def _pause_resumes_at(data: StripeDict) -> dt.datetime | None:
+    """The resume date the portal gave a paused subscription (billing.services.pauses)."""
+    if data.get("status") != Subscription.Status.PAUSED:
+        return None
+    value = (data.get("metadata") or {}).get(gateway.PAUSE_RESUMES_AT) or ""
+    return _ts(int(value)) if value.isdigit() else None
 
 
 def _price(stripe_price_id: str | None) -> Price | None:

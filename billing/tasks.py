@@ -20,6 +20,7 @@ from django.utils import timezone
 from billing import changes, channels, handlers, outbox, sync
 from billing.errors import OUTAGE_CODES, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
+from billing.services import pauses
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ def apply_pending_changes() -> int:
     if tried >= SWEEP_BATCH:
         enqueue_due_changes()
     return tried
+
+
+@shared_task
+def resume_paused_subscriptions() -> int:
+    """Pauses whose date has come resume (one change each, however often this runs); those ending
+    soon get their reminder (once)."""
+    return pauses.resume_due(limit=SWEEP_BATCH)
 
 
 # --------------------------------------------------------------------------- events

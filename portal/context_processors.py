@@ -15,6 +15,7 @@ NAV = {
     "plan": "portal:plan",
     "details": "portal:details",
     "invoices": "portal:invoices",
+    "pause": "portal:pause",
     "account": "account_email",
     "logout": "account_logout",
     "language": "portal:language",

@@ -180,3 +180,6 @@ class InvoicePayForm(CardActionForm):
     card = forms.IntegerField(min_value=1, required=False)
     # ... or the card just saved with the Payment Element for this payment.
     setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220, required=False)
+class PauseForm(CardActionForm):
+    # Checked against the policy's lengths by the rules (billing/pauses.py), which say why not.
+    months = forms.IntegerField(min_value=1, max_value=24)

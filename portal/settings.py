@@ -251,6 +251,7 @@ CELERY_BEAT_SCHEDULE = {
     "apply-pending-changes": {"task": "billing.tasks.apply_pending_changes", "schedule": 60.0},
     "process-pending-events": {"task": "billing.tasks.process_pending_events", "schedule": 60.0},
     "send-pending-deliveries": {"task": "billing.tasks.send_pending_deliveries", "schedule": 60.0},
+    "resume-paused-subscriptions": {"task": "billing.tasks.resume_paused_subscriptions", "schedule": 60.0},
     "reconcile-all-customers": {
         "task": "billing.tasks.reconcile_all_customers",
         "schedule": crontab(hour=3, minute=17),

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cancels, cards, changes, dashboard, details, invoices, plans, preferences
+from portal.views import cancels, cards, changes, dashboard, details, invoices, pauses, plans, preferences
 
 app_name = "portal"
 
@@ -34,6 +34,9 @@ portal_patterns = [
     path("invoices/<str:invoice_id>/pay/", invoices.invoice_pay, name="invoice_pay"),
     path("invoices/<str:invoice_id>/pay/confirm/", invoices.invoice_pay_confirm, name="invoice_pay_confirm"),
     path("invoices/<str:invoice_id>/pay/return/", invoices.invoice_pay_return, name="invoice_pay_return"),
+    path("pause/", pauses.pause, name="pause"),
+    path("pause/confirm/", pauses.pause_confirm, name="pause_confirm"),
+    path("pause/resume/", pauses.resume_confirm, name="resume_confirm"),
     path("changes/<uuid:change_id>/", changes.change_detail, name="change"),
     path("changes/<uuid:change_id>/retry/", changes.change_retry, name="change_retry"),
     path("changes/<uuid:change_id>/approve/", changes.change_approve, name="change_approve"),

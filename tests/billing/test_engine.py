@@ -403,6 +403,13 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
             },
             committed,
         ),
+        # After the plan changes: a pause, then the resume of that pause.
+        "subscription_pause": lambda: _submit_twice(
+            client, "/pause/confirm/", {"months": "2", "token": "page-view-p1"}, committed
+        ),
+        "subscription_resume": lambda: _submit_twice(
+            client, "/pause/resume/", {"token": "page-view-p2"}, committed
+        ),
         # A start needs a customer without a subscription.
         "subscription_start": lambda: _submit_twice(
             logged_in(newcomer),

@@ -24,6 +24,7 @@ from billing.models import (
     Subscription,
     Tier,
 )
+from billing.money import format_day
 from tests.billing.support import mirror_customer, stripe_counted
 from tests.portal_support import logged_in
 
@@ -44,6 +45,7 @@ def _pages(customer: BillingCustomer) -> dict[str, dict[str, Any]]:
         "add card": {"path": "/cards/add/"},
         "details": {"path": "/details/"},
         "change": {"path": f"/changes/{change.pk}/"},
+        "pause": {"path": "/pause/"},
         "change (htmx poll)": {"path": f"/changes/{change.pk}/", "HTTP_HX_REQUEST": "true"},
         "back from the bank": {
             "path": "/cards/return/",
@@ -151,3 +153,55 @@ def test_queries_per_page_do_not_grow_with_cards_invoices_changes_or_messages(se
     assert many_counts == few_counts
     # And few at that: a page is a handful of indexed reads.
     assert max(few_counts.values()) <= 12, few_counts
+
+
+def test_the_pause_page_and_a_paused_dashboard_call_no_stripe_in_fixed_queries(settings: Any) -> None:
+    """Paused (Stripe's pause, with the portal's resume date and the pause that made it), the
+    dashboard says until when and offers the resume, and the pause page previews the resume."""
+    few = mirror_customer(email="paused-few@example.com", cards=1, invoices=0)
+    many = mirror_customer(email="paused-many@example.com", cards=25, invoices=0)
+    resumes_at = timezone.now() + dt.timedelta(days=40)
+    for customer in (few, many):
+        Invoice.objects.filter(customer=customer).delete()
+        Subscription.objects.filter(customer=customer).update(
+            status=Subscription.Status.PAUSED, pause_resumes_at=resumes_at
+        )
+        BillingChange.objects.create(
+            customer=customer,
+            kind="subscription_pause",
+            status=BillingChange.Status.APPLIED,
+            applied_at=timezone.now() - dt.timedelta(days=20),
+            params={"subscription": "sub_x", "months": 2, "resumes_at": int(resumes_at.timestamp())},
+            result={
+                "subscription": "sub_x",
+                "plan": "Standard (monthly)",
+                "currency": "eur",
+                "resumes_at": resumes_at.isoformat(),
+                "credit": 1200,
+                "next_amount": 700,
+            },
+        )
+    client = logged_in(few)
+    with stripe_counted(settings) as stripe:
+        dashboard = _get(client, {"path": "/"}).content.decode()
+        pause = _get(client, {"path": "/pause/"}).content.decode()
+    assert stripe.calls == 0
+    until = format_day(value=resumes_at, language="en")
+    assert f"Paused until {until}" in dashboard
+    assert 'data-test="resume"' in dashboard
+    assert "Resume now and pay €7.00" in pause
+
+    def counts(customer: BillingCustomer) -> dict[str, int]:
+        found = {}
+        client = logged_in(customer)
+        for path in ("/", "/pause/"):
+            _get(client, {"path": path})
+            with CaptureQueriesContext(connection) as queries:
+                _get(client, {"path": path})
+            found[path] = len(queries)
+        return found
+
+    with stripe_counted(settings) as stripe:
+        assert counts(few) == counts(many)
+    assert stripe.calls == 0
+    assert max(counts(few).values()) <= 12

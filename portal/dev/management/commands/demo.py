@@ -123,7 +123,12 @@ def _tick(stop: threading.Event, every: float) -> None:
     events whose processing failed and unsent messages are picked up here."""
     from billing import tasks
 
-    jobs = (tasks.apply_pending_changes, tasks.process_pending_events, tasks.send_pending_deliveries)
+    jobs = (
+        tasks.apply_pending_changes,
+        tasks.process_pending_events,
+        tasks.send_pending_deliveries,
+        tasks.resume_paused_subscriptions,
+    )
     while not stop.wait(every):
         for job in jobs:
             try:
