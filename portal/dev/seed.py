@@ -27,7 +27,8 @@ from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
 from billing import sync
-from billing.models import BillingCustomer, Invoice, Price, Subscription
+from billing.models import BillingChange, BillingCustomer, Invoice, Price, Subscription
+from billing.services import pauses
 from billing.services.customers import customer_create, ensure_stripe_customer
 
 PASSWORD = "portal-demo"
@@ -242,22 +243,35 @@ def _past_due_check(customer: BillingCustomer) -> None:
 
 
 def _paused() -> BillingCustomer:
+    """Subscribed twelve days ago on a test clock (now at the present), then paused for two months
+    from the portal, as the customer would (Stripe's pause; the resume date is the portal's)."""
+    start = timezone.now() - dt.timedelta(days=12)
+    clock = api().v1.test_helpers.test_clocks.create(
+        params={"frozen_time": int(start.timestamp()), "name": "demo: paused"}
+    )
     customer = _customer(
-        email="margaret@example.com", name="Margaret Hamilton", language="en", currency="eur"
+        email="margaret@example.com",
+        name="Margaret Hamilton",
+        language="en",
+        currency="eur",
+        test_clock=clock.id,
     )
     _add_card(customer, "pm_card_visa")
-    sub = _subscribe(customer, "basic_month_eur")
-    resumes_at = timezone.now() + dt.timedelta(days=61)
-    api().v1.subscriptions.update(
-        sub.id, params={"pause_collection": {"behavior": "void", "resumes_at": int(resumes_at.timestamp())}}
+    _subscribe(customer, "basic_month_eur")
+    _advance_clock(clock.id, to=int(time.time()))
+    sync.reconcile_customer(customer_id=customer.pk)
+    change = pauses.subscription_pause(
+        customer=customer, subscription=_subscription(customer), months=2, requested_by=customer.user
     )
+    _check(change.status == BillingChange.Status.APPLIED, f"margaret: the pause is {change.status}")
     return customer
 
 
 def _paused_check(customer: BillingCustomer) -> None:
     sub = _subscription(customer)
     _check(
-        bool(sub.pause_behavior) and sub.pause_resumes_at is not None, "margaret: collection is not paused"
+        sub.status == Subscription.Status.PAUSED and sub.pause_resumes_at is not None,
+        "margaret: the subscription is not paused with a resume date",
     )
 
 
@@ -450,7 +464,9 @@ DEMOS: tuple[_Demo, ...] = (
     _Demo(_healthy, _active_check, "healthy: Standard monthly, EUR, Visa 4242, English"),
     _Demo(_card_expiring, _card_expiring_check, "card expires before the next charge: Pro monthly, EUR"),
     _Demo(_past_due, _past_due_check, "payment failed, past due, open invoice (card 0341 declines)"),
-    _Demo(_paused, _paused_check, "paused: Basic monthly, EUR, collection paused for two months"),
+    _Demo(
+        _paused, _paused_check, "paused for two months: Basic monthly, EUR; resume early from the dashboard"
+    ),
     _Demo(_yearly_swedish, _active_check, "yearly in SEK, speaks Swedish: Standard yearly"),
     _Demo(_quarterly_dutch, _active_check, "quarterly in EUR, speaks Dutch: Basic quarterly"),
     _Demo(
