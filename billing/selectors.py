@@ -15,7 +15,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import catalog, changes, invoice_rules, policy, reads
-from billing import catalog, changes, policy, reads
 from billing import pauses as policy_pauses
 from billing import plans as policy_plans
 from billing.changes import ChangeKind, ChangeResult
@@ -533,25 +532,6 @@ def invoice_for(*, customer: BillingCustomer, stripe_id: str) -> Invoice | None:
     return (
         Invoice.objects.filter(customer=customer, stripe_id=stripe_id)
         .exclude(status=Invoice.Status.DRAFT)
-# --------------------------------------------------------------------------- pausing (billing/pauses.py's facts)
-
-PAUSE_KIND = "subscription_pause"
-
-
-def pause_times(*, customer: BillingCustomer, since: Any) -> tuple[Any, ...]:
-    """When the customer's pauses (applied pause changes) were made since `since`."""
-    return tuple(
-        BillingChange.objects.filter(
-            customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED, applied_at__gte=since
-        ).values_list("applied_at", flat=True)
-    )
-
-
-def latest_pause(*, customer: BillingCustomer) -> BillingChange | None:
-    """The customer's latest applied pause: its result holds what Stripe credited."""
-    return (
-        BillingChange.objects.filter(customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED)
-        .order_by("-applied_at")
         .first()
     )
 
@@ -600,6 +580,32 @@ def invoice_page(*, customer: BillingCustomer, page: str | None) -> InvoicePage:
         has_next=has_next,
         default_card=card,
         card_refusal=card_refusal,
+    )
+
+
+# --------------------------------------------------------------------------- pausing (billing/pauses.py's facts)
+
+PAUSE_KIND = "subscription_pause"
+
+
+def pause_times(*, customer: BillingCustomer, since: Any) -> tuple[Any, ...]:
+    """When the customer's pauses (applied pause changes) were made since `since`."""
+    return tuple(
+        BillingChange.objects.filter(
+            customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED, applied_at__gte=since
+        ).values_list("applied_at", flat=True)
+    )
+
+
+def latest_pause(*, customer: BillingCustomer) -> BillingChange | None:
+    """The customer's latest applied pause: its result holds what Stripe credited."""
+    return (
+        BillingChange.objects.filter(customer=customer, kind=PAUSE_KIND, status=BillingChange.Status.APPLIED)
+        .order_by("-applied_at")
+        .first()
+    )
+
+
 def pause_situation(*, customer: BillingCustomer, subscription: Subscription) -> policy_pauses.PauseSituation:
     """The facts the pause rules take, in three queries."""
     now = timezone.now()
