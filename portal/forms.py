@@ -82,6 +82,12 @@ class CancelConfirmForm(CancelSurveyForm):
     offer = forms.ChoiceField(choices=[(offer.value, offer.value) for offer in cancellation.Offer])
 
 
+class CancelPauseForm(CancelSurveyForm):
+    months = forms.TypedChoiceField(
+        coerce=int, choices=lambda: [(m, str(m)) for m in policy.current().pause.lengths_months]
+    )
+
+
 class CancelOfferForm(CancelSurveyForm):
     # The preview of the cheaper plan the customer takes instead, signed by us.
     preview = forms.CharField(max_length=4000)
@@ -175,11 +181,15 @@ class DetailsForm(forms.Form):
             phone=data["phone"],
             opt_outs=tuple(policy.opt_outs_from(switched_on=set(data["notify"]))),
         )
+
+
 class InvoicePayForm(CardActionForm):
     # The card the button named (one of the customer's, by its id in the portal) ...
     card = forms.IntegerField(min_value=1, required=False)
     # ... or the card just saved with the Payment Element for this payment.
     setup_intent = forms.RegexField(regex=r"^seti_[A-Za-z0-9_]{8,200}$", max_length=220, required=False)
+
+
 class PauseForm(CardActionForm):
     # Checked against the policy's lengths by the rules (billing/pauses.py), which say why not.
     months = forms.IntegerField(min_value=1, max_value=24)

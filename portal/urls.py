@@ -29,6 +29,7 @@ portal_patterns = [
     path("cancel/", cancels.cancel, name="cancel"),
     path("cancel/confirm/", cancels.cancel_confirm, name="cancel_confirm"),
     path("cancel/offer/", cancels.cancel_take_offer, name="cancel_take_offer"),
+    path("cancel/pause/", cancels.cancel_take_pause, name="cancel_take_pause"),
     path("cancel/undo/", cancels.cancel_undo, name="cancel_undo"),
     path("invoices/", invoices.invoice_list, name="invoices"),
     path("invoices/<str:invoice_id>/pay/", invoices.invoice_pay, name="invoice_pay"),

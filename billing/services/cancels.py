@@ -20,13 +20,14 @@ from django.utils.translation import gettext_lazy as _
 from pydantic import StringConstraints
 
 from billing import cancellation, changes, gateway, messages, policy, selectors, sync
+from billing import pauses as pause_rules
 from billing.cancellation import Offer, Reason, Unpaid
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.errors import InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, CancellationFeedback, Invoice, Price, Subscription
 from billing.policy import Category, Channel
-from billing.services import plans
+from billing.services import pauses, plans
 from billing.state import subscription_state
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
@@ -403,6 +404,51 @@ def take_cheaper_plan(
         reason=reason,
         comment=comment,
         offer=Offer.CHEAPER_PLAN,
+        offer_taken=True,
+        change=change,
+    )
+    return change
+
+
+def pause_offer(*, customer: BillingCustomer, subscription: Subscription) -> pauses.PausePreview | None:
+    """The pause offered to a customer not using it for now, if the pause rules allow one."""
+    now = timezone.now()
+    pause_policy = policy.current().pause
+    refusal = pause_rules.pause_refusal(
+        policy=pause_policy,
+        situation=selectors.pause_situation(customer=customer, subscription=subscription),
+        months=pause_policy.lengths_months[0],
+        now=now,
+    )
+    return None if refusal else pauses.pause_preview(subscription=subscription, now=now)
+
+
+def take_pause(
+    *,
+    customer: BillingCustomer,
+    months: int,
+    reason: Reason,
+    comment: str,
+    requested_by: changes.Actor,
+    key: str = "",
+) -> BillingChange:
+    """A pause instead of cancelling, made as on the pause page, with the survey's answer kept and
+    the offer marked as taken."""
+    earlier = changes.submitted(customer=customer, kind=pauses.PAUSE, key=key)
+    if earlier is not None:
+        return earlier
+    sub = selectors.plan_subscription(customer=customer)
+    if sub is None:
+        raise Refused(gettext("You have no active subscription to cancel."))
+    change = pauses.subscription_pause(
+        customer=customer, subscription=sub, months=months, requested_by=requested_by, key=key
+    )
+    record_feedback(
+        customer=customer,
+        subscription=sub,
+        reason=reason,
+        comment=comment,
+        offer=Offer.PAUSE,
         offer_taken=True,
         change=change,
     )

@@ -17,7 +17,14 @@ from billing.models import BillingCustomer
 from billing.plans import When
 from billing.services import cancels, plans
 from portal import previews
-from portal.forms import CancelConfirmForm, CancelOfferForm, CancelSurveyForm, CardActionForm, new_token
+from portal.forms import (
+    CancelConfirmForm,
+    CancelOfferForm,
+    CancelPauseForm,
+    CancelSurveyForm,
+    CardActionForm,
+    new_token,
+)
 from portal.views.common import bad_request, customer_view
 
 
@@ -67,6 +74,12 @@ def cancel(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
             context.update(
                 target=target, preview=shown, signed=previews.signed(preview=shown, customer=customer)
             )
+    elif offer == Offer.PAUSE:
+        paused = cancels.pause_offer(customer=customer, subscription=page.subscription)
+        if paused is None:
+            context["offer"] = Offer.NONE.value
+        else:
+            context["pause"] = paused
     return render(request, "portal/cancel_offer.html", context)
 
 
@@ -107,6 +120,29 @@ def cancel_take_offer(request: HttpRequest, *, customer: BillingCustomer) -> Htt
         change = cancels.take_cheaper_plan(
             customer=customer,
             shown=shown,
+            reason=Reason(form.cleaned_data["reason"]),
+            comment=form.cleaned_data["comment"],
+            requested_by=request.user,
+            key=form.cleaned_data["token"],
+        )
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:dashboard")
+    return redirect("portal:change", change_id=change.pk)
+
+
+@require_POST
+@customer_view
+def cancel_take_pause(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
+    """A pause instead of cancelling."""
+    form = CancelPauseForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("This offer is out of date. Please start again."))
+        return redirect("portal:cancel")
+    try:
+        change = cancels.take_pause(
+            customer=customer,
+            months=form.cleaned_data["months"],
             reason=Reason(form.cleaned_data["reason"]),
             comment=form.cleaned_data["comment"],
             requested_by=request.user,

@@ -244,3 +244,35 @@ def test_one_customer_cant_cancel_or_keep_anothers_subscription() -> None:
     logged_in(mine).post("/cancel/undo/", {"token": "undo-mine-1"})
     assert _stripe_sub(theirs).cancel_at_period_end is True
     assert not BillingChange.objects.filter(customer=mine).exists()
+
+
+def test_not_using_it_is_offered_a_pause_and_takes_it_instead(committed: Callable[[], Any]) -> None:
+    customer = make_customer(email="break@example.com", price="standard_month_eur")
+    client = logged_in(customer)
+    offer = _survey(client, "not_using", "Travelling until spring.")
+    assert "Would a break help instead?" in offer
+    assert offer.count('name="months"') == 3  # the lengths the policy allows
+    with committed():
+        response = client.post("/cancel/pause/", {**_hidden(offer, "/cancel/pause/"), "months": "2"})
+        again = client.post("/cancel/pause/", {**_hidden(offer, "/cancel/pause/"), "months": "2"})
+    (change,) = BillingChange.objects.filter(customer=customer)
+    assert response["Location"] == again["Location"] == f"/changes/{change.pk}/"
+    assert (change.kind, change.status) == ("subscription_pause", Status.APPLIED), change.error_message
+    assert _stripe_sub(customer).status == "paused"
+    assert _stripe_sub(customer).cancel_at_period_end is False
+    (feedback,) = CancellationFeedback.objects.filter(customer=customer)
+    assert (feedback.reason, feedback.comment, feedback.offer, feedback.offer_taken) == (
+        "not_using",
+        "Travelling until spring.",
+        "pause",
+        True,
+    )
+
+
+def test_no_pause_is_offered_when_the_rules_refuse_one() -> None:
+    # A customer with an unpaid invoice may not pause (billing/pauses.py): no offer, just the cancel.
+    customer = make_customer(email="no-break@example.com", price="standard_month_eur")
+    Invoice.objects.filter(customer=customer).update(status=Invoice.Status.OPEN, amount_remaining=1900)
+    page = _survey(logged_in(customer), "temporary")
+    assert "Would a break help instead?" not in page
+    assert _hidden(page, "/cancel/confirm/")["offer"] == "none"

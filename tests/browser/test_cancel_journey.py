@@ -6,6 +6,7 @@ waits on what the customer sees."""
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 from billing.models import Subscription
@@ -96,6 +97,34 @@ def test_taking_the_cheaper_interval_instead_of_cancelling(
         f"Changes to Basic (yearly) on {renewal}."
     )
     _mail(f"Your plan changes to Basic (yearly) on {renewal}")
+
+
+def test_not_using_it_takes_the_pause_instead_of_cancelling(
+    live_portal: LivePortal, customer_browser: Shopper
+) -> None:
+    with live_portal.quiet():
+        customer = make_customer(email="margaret@example.com", price="standard_month_eur")
+    page = customer_browser.page
+    _log_in(page, live_portal, email="margaret@example.com")
+    _to_the_offer(page, reason="I'm not using it right now")
+    offer = page.locator("[data-test=offer]")
+    expect(offer.get_by_role("heading")).to_have_text("Would a break help instead?")
+    offer.get_by_role("radio", name=re.compile(r"2 months")).check()
+    offer.get_by_role("button", name="Pause instead").click()
+
+    result = _change_result(page)
+    expect(result).to_contain_text("Done: your subscription is paused until ")
+    resumes = re.search(r"paused until (.+?)\.", result.inner_text())
+    assert resumes is not None
+    with live_portal.quiet():
+        stripe_sub = live_portal.api.v1.subscriptions.retrieve(
+            Subscription.objects.get(customer=customer).stripe_id
+        )
+    assert (stripe_sub.status, stripe_sub.cancel_at_period_end) == ("paused", False)
+    live_portal.webhooks_delivered()
+    _mail(f"Your subscription is paused until {resumes.group(1)}")
+    _dashboard(page)
+    expect(page.locator("[data-test=status]")).to_have_text(f"Paused until {resumes.group(1)}")
 
 
 def test_the_cancel_pages_fit_a_phone_and_a_desktop(

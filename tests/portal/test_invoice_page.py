@@ -126,9 +126,9 @@ def test_a_paused_subscriptions_invoice_says_why_it_cant_be_paid() -> None:
     assert response.redirect_chain == [("/invoices/", 302)]
 
 
-def test_the_same_queries_for_one_invoice_or_hundreds_on_any_page(settings: Any) -> None:
+def test_the_same_queries_for_one_invoice_or_five_hundred_on_any_page(settings: Any) -> None:
     few = mirror_customer(email="one@example.com", cards=1, invoices=1)
-    many = mirror_customer(email="hundreds@example.com", cards=3, invoices=300)
+    many = mirror_customer(email="hundreds@example.com", cards=3, invoices=500)
     # Payments on their way for some: one read finds them all.
     for invoice in Invoice.objects.filter(customer=many, status=Invoice.Status.OPEN)[:30]:
         BillingChange.objects.create(customer=many, kind="invoice_pay", params={"invoice": invoice.stripe_id})
@@ -142,7 +142,7 @@ def test_the_same_queries_for_one_invoice_or_hundreds_on_any_page(settings: Any)
         return len(queries)
 
     with stripe_counted(settings) as stripe:
-        counts = {(c.email, page): count(c, page) for c in (few, many) for page in ("1", "2", "15")}
+        counts = {(c.email, page): count(c, page) for c in (few, many) for page in ("1", "2", "25")}
     assert stripe.calls == 0
     assert len(set(counts.values())) == 1, counts
     assert (
