@@ -276,3 +276,25 @@ def test_no_pause_is_offered_when_the_rules_refuse_one() -> None:
     page = _survey(logged_in(customer), "temporary")
     assert "Would a break help instead?" not in page
     assert _hidden(page, "/cancel/confirm/")["offer"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("language", "on_screen", "subject"),
+    [
+        ("sv", "Klart: ditt abonnemang på Standard (månadsvis) upphör den", "Ditt abonnemang upphör den"),
+        ("nl", "Klaar: je abonnement op Standard (maandelijks) stopt op", "Je abonnement stopt op"),
+    ],
+)
+def test_the_cancel_is_confirmed_in_the_customers_language(
+    language: str, on_screen: str, subject: str, committed: Callable[[], Any]
+) -> None:
+    customer = make_customer(
+        email=f"cancel-{language}@example.com", language=language, price="standard_month_eur"
+    )
+    client = logged_in(customer)
+    page = _survey(client, "switching")
+    with committed():
+        response = client.post("/cancel/confirm/", _hidden(page, "/cancel/confirm/"), follow=True)
+    assert on_screen in html.unescape(response.content.decode())
+    [mailed] = [m for m in mail.outbox if m.to == [customer.email]]
+    assert mailed.subject.startswith(subject)
