@@ -89,7 +89,11 @@ def test_a_pause_drops_a_change_scheduled_for_the_renewal(committed: Callable[[]
     assert _sub(customer).scheduled_price_id is None
 
 
-def test_the_date_resumes_it_once_whatever_the_job_and_the_webhooks_do(committed: Callable[[], Any]) -> None:
+def test_the_date_resumes_it_once_whatever_the_job_and_the_webhooks_do(
+    committed: Callable[[], Any], settings: Any
+) -> None:
+    # The reminder is a message quiet hours hold back; this test is about once, at any hour it runs.
+    settings.BILLING_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
     customer = make_customer(email="resume-date@example.com", price="standard_month_eur")
     with committed():
         pause = _pause(customer, months=1)

@@ -12,6 +12,7 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
+from billing import sync
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
@@ -42,7 +43,12 @@ def test_every_page_is_accessible_at_a_phones_width(
     live_portal: LivePortal, portal_chromium: Any, artifacts: pathlib.Path
 ) -> None:
     with live_portal.quiet():
-        make_customer(email="ada@example.com", price="standard_month_eur")
+        ada = make_customer(email="ada@example.com", price="standard_month_eur")
+        # A second card: the cards page then offers the backup card, with its consent checkbox.
+        live_portal.api.v1.payment_methods.attach(
+            "pm_card_mastercard", params={"customer": ada.stripe_customer_id}
+        )
+        sync.reconcile_customer(customer_id=ada.pk)
         user = get_user_model().objects.create_user(
             username="tim@example.com", email="tim@example.com", password=PASSWORD
         )
@@ -74,6 +80,8 @@ def test_every_page_is_accessible_at_a_phones_width(
         )
         if abs(rows[0] - rows[1]) > 4:
             problems.append(f"dashboard: 'Log out' is not on the brand's row ({rows})")
+        page.goto(f"{live_portal.url}/cards/")
+        expect(page.get_by_role("checkbox").first).to_be_visible()  # the backup card's consent
         for name, path in [
             ("cards", "/cards/"),
             ("add-card", "/cards/add/"),
