@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.functional import Promise
 from pydantic import BaseModel, ConfigDict
 
@@ -222,7 +222,10 @@ def apply(*, change_id: Any) -> None:
             kind = kind_of(change)
             params = kind.Params.model_validate(change.params, strict=False)
             change.customer = customer
-            result = kind.apply(change=change, customer=customer, params=params)
+            # What a result says in words (a plan's name and interval) is in the customer's
+            # language, whoever applies it: their request, a worker, or the beat's job.
+            with translation.override(customer.language):
+                result = kind.apply(change=change, customer=customer, params=params)
             now = timezone.now()
             change.attempts += 1
             change.status = Status.APPLIED
@@ -231,7 +234,8 @@ def apply(*, change_id: Any) -> None:
             change.error_code = change.error_message = change.decline_code = ""
             change.next_attempt_at = None
             change.save()
-            confirmation = kind.confirmation(change=change, params=params, result=result)
+            with translation.override(customer.language):
+                confirmation = kind.confirmation(change=change, params=params, result=result)
             if confirmation is not None:
                 confirm(change=change, customer=customer, confirmation=confirmation, step="applied")
     except StripeUnavailable as exc:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from billing import gateway, policy, sync
 from billing.errors import InvalidRequest, StripeUnavailable
@@ -114,7 +114,10 @@ def process(*, event_pk: int) -> str:
                 # Unknown types and other people's customers are kept, and deliberately left alone.
                 event.status = Status.IGNORED
             else:
-                handler(customer, event)
+                # What a handler writes in words (a plan's name in a confirmation) is in the
+                # customer's language, not whichever the worker last had.
+                with translation.override(customer.language):
+                    handler(customer, event)
                 event.status = Status.PROCESSED
             event.attempts += 1
             event.processed_at = timezone.now()

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from billing import changes, gateway, sync
 from billing.models import BillingChange, BillingCustomer
@@ -49,9 +49,10 @@ def _settle(*, change_id: Any, customer: BillingCustomer, invoice: gateway.Invoi
         return
     kind = changes.kind_of(change)
     change.customer = customer
-    result, confirmation = kind.approved(
-        change=change, customer=customer, result=changes.result_of(change), invoice=invoice
-    )
+    with translation.override(customer.language):
+        result, confirmation = kind.approved(
+            change=change, customer=customer, result=changes.result_of(change), invoice=invoice
+        )
     change.result = result.model_dump(mode="json")
     change.save(update_fields=["result"])
     if confirmation is not None:

@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 from typing import Annotated, Literal
 
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from pydantic import StringConstraints
 
@@ -520,6 +520,11 @@ def _resume_on_the_date(sub: Subscription) -> None:
     changes.request(customer=sub.customer, kind=RESUME, params=params, requested_by=None, key=_job_key(sub))
 
 
+def _named_in(language: str, price: Price | None) -> str:
+    with translation.override(language):
+        return _plan_name(price)
+
+
 def _remind(sub: Subscription) -> None:
     assert sub.pause_resumes_at is not None
     pause = selectors.latest_pause(customer=sub.customer)
@@ -530,7 +535,8 @@ def _remind(sub: Subscription) -> None:
         about=f"subscription:{sub.stripe_id}",
         step=f"pause-ends:{int(sub.pause_resumes_at.timestamp())}",
         facts=PauseEndingFacts(
-            plan=_plan_name(sub.price),
+            # The job runs in no customer's language: the plan is named in this one's.
+            plan=_named_in(sub.customer.language, sub.price),
             resumes_at=sub.pause_resumes_at,
             amount=shown.charge,
             currency=sub.currency,

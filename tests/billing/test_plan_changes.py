@@ -14,6 +14,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.core import mail
+from django.utils import translation
 
 from billing import sync, tasks
 from billing.errors import Refused
@@ -351,3 +352,20 @@ def test_an_upgrade_left_unapproved_lapses_and_nothing_is_owed_for_it(committed:
     page = logged_in(customer).get("/").content.decode()
     assert "waiting for its payment" not in page and "banner-invoice_open" not in page
     assert not Delivery.objects.filter(customer=customer, message="plan_changed").exists()
+
+
+def test_a_change_a_worker_applies_is_written_in_the_customers_language(
+    stripe_down: StripeSwitch, committed: Callable[[], Any]
+) -> None:
+    """A worker has no customer's language of its own (or the last one it served): the change's
+    words (the plan's name and interval) are in this customer's, in its result and its message."""
+    customer = make_customer(email="worker-lang@example.com", price="standard_month_eur")
+    shown = _preview(customer, "pro_month_eur", When.NOW)
+    stripe_down()
+    change = plans.plan_change(customer=customer, shown=shown, requested_by=customer.user)
+    stripe_down.back()
+    with translation.override("sv"), committed():
+        tasks.apply_change(change_id=change.pk)
+    change.refresh_from_db()
+    assert plans.PlanChangeResult.model_validate(change.result).to_plan == "Pro (monthly)"
+    assert [m.subject for m in mail.outbox if "Pro" in m.subject] == ["Your plan is now Pro (monthly)"]
