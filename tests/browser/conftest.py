@@ -400,3 +400,28 @@ def small_targets(page: Any, minimum: int = 44) -> list[str]:
             minimum,
         )
     )
+
+
+SIZES = {
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    },
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+}
+
+
+def each_width(chromium: Any) -> Iterator[tuple[str, Shopper]]:
+    """A tab at a phone's size, then one at a desktop's (for screenshots and the layout checks),
+    each closed after its turn and checked to have stayed on loopback and within the page's
+    Content-Security-Policy."""
+    for name, options in SIZES.items():
+        tab = open_tab(chromium, **options)
+        try:
+            yield name, tab
+        finally:
+            tab.page.context.close()
+        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
+        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"

@@ -13,21 +13,15 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
 from billing import sync
+from billing.models import Invoice
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
-from .conftest import LivePortal, axe_violations, open_tab, playwright_sync, small_targets
+from .conftest import SIZES, LivePortal, axe_violations, open_tab, playwright_sync, small_targets
 from .test_plan_journey import _open_plan_page, _preview
 from .test_portal_journey import _log_in
 
 expect = playwright_sync.expect
-
-PHONE = {
-    "viewport": {"width": 390, "height": 844},
-    "device_scale_factor": 2,
-    "is_mobile": True,
-    "has_touch": True,
-}
 
 
 def _checked(page: Any, name: str, shots: pathlib.Path, problems: list[str]) -> None:
@@ -54,10 +48,13 @@ def test_every_page_is_accessible_at_a_phones_width(
         )
         EmailAddress.objects.create(user=user, email="tim@example.com", verified=True, primary=True)
         customer_create(user=user, email="tim@example.com", language="en")
+        # Owing: a first payment declined, its invoice open (the pay buttons and the pay page).
+        alan = make_customer(email="alan@example.com", card="pm_card_chargeCustomerFail")
+        (owed,) = Invoice.objects.filter(customer=alan, status=Invoice.Status.OPEN)
     shots = artifacts / "pages"
     shots.mkdir(exist_ok=True)
     problems: list[str] = []
-    tab = open_tab(portal_chromium, **PHONE)
+    tab = open_tab(portal_chromium, **SIZES["phone"])
     page = tab.page
     try:
         visits: list[tuple[str, Callable[[], None]]] = [
@@ -117,9 +114,29 @@ def test_every_page_is_accessible_at_a_phones_width(
 
         _log_in(page, live_portal, email="tim@example.com")
         _checked(page, "dashboard-no-subscription", shots, problems)
-        page.goto(f"{live_portal.url}/plan/start/?price=standard_month_eur")
-        page.wait_for_load_state("domcontentloaded")
-        _checked(page, "plan-start", shots, problems)
+        for name, path in [
+            ("plan-start", "/plan/start/?price=standard_month_eur"),
+            (
+                "plan-start-back-from-the-bank",
+                "/plan/start/return/?price=standard_month_eur&redirect_status=failed",
+            ),
+        ]:
+            page.goto(f"{live_portal.url}{path}")
+            page.wait_for_load_state("domcontentloaded")
+            _checked(page, name, shots, problems)
+        page.get_by_role("button", name="Log out").click()
+
+        _log_in(page, live_portal, email="alan@example.com")
+        _checked(page, "dashboard-owing", shots, problems)
+        for name, path in [
+            ("invoices-owing", "/invoices/"),
+            ("invoice-pay", f"/invoices/{owed.stripe_id}/pay/"),
+            ("card-back-from-the-bank", "/cards/return/?redirect_status=failed"),
+            ("cards-owing", "/cards/"),
+        ]:
+            page.goto(f"{live_portal.url}{path}")
+            page.wait_for_load_state("domcontentloaded")
+            _checked(page, name, shots, problems)
     finally:
         page.context.close()
     assert tab.blocked == [], f"requests left loopback: {tab.blocked}"

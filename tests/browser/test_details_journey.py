@@ -15,7 +15,7 @@ from billing.models import BillingChange, BillingCustomer
 from tests.billing.support import stripe_counted
 from tests.portal_support import make_customer
 
-from .conftest import LivePortal, Shopper, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_portal_journey import _change_result, _log_in, _no_horizontal_scroll
 
 expect = playwright_sync.expect
@@ -113,31 +113,17 @@ def test_details_page_fits_a_phone_and_a_desktop_with_and_without_errors(
 ) -> None:
     with live_portal.quiet():
         make_customer(email="ada@example.com")
-    sizes = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-    for name, viewport in sizes.items():
-        phone = name == "phone"
-        tab = open_tab(
-            portal_chromium,
-            viewport=viewport,
-            device_scale_factor=2 if phone else 1,
-            is_mobile=phone,
-            has_touch=phone,
-        )
-        try:
-            page = tab.page
-            _log_in(page, live_portal, email="ada@example.com")
-            _open_details(page)
-            page.screenshot(path=str(artifacts / f"details-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-            page.get_by_label("Street and number").fill("Storgatan 1")
-            page.get_by_label("VAT number (optional)").fill("SE12")
-            page.get_by_label("Mobile number for text messages (optional)").fill("+46 8 123 456 78")
-            page.get_by_role("button", name="Save").click()
-            expect(page.get_by_role("alert")).to_contain_text("Nothing was saved.")
-            expect(page.locator(".field.has-error")).to_have_count(4)  # VAT, phone, city, country
-            page.screenshot(path=str(artifacts / f"details-errors-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-        finally:
-            tab.page.context.close()
-        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
-        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"
+    for name, tab in each_width(portal_chromium):
+        page = tab.page
+        _log_in(page, live_portal, email="ada@example.com")
+        _open_details(page)
+        page.screenshot(path=str(artifacts / f"details-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
+        page.get_by_label("Street and number").fill("Storgatan 1")
+        page.get_by_label("VAT number (optional)").fill("SE12")
+        page.get_by_label("Mobile number for text messages (optional)").fill("+46 8 123 456 78")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert")).to_contain_text("Nothing was saved.")
+        expect(page.locator(".field.has-error")).to_have_count(4)  # VAT, phone, city, country
+        page.screenshot(path=str(artifacts / f"details-errors-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)

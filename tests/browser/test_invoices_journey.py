@@ -15,7 +15,7 @@ from billing.models import BillingCustomer, Invoice
 from tests.billing.support import add_mirror_rows
 from tests.portal_support import make_customer
 
-from .conftest import LivePortal, Shopper, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_plan_journey import _mail
 from .test_portal_journey import (
     CARD_FRAME,
@@ -138,28 +138,14 @@ def test_the_invoice_list_fits_a_phone_and_a_desktop(
     with live_portal.quiet():
         # A long history: the list pages.
         add_mirror_rows(customer=customer, cards=0, invoices=24)
-    sizes = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-    for name, viewport in sizes.items():
-        phone = name == "phone"
-        tab = open_tab(
-            portal_chromium,
-            viewport=viewport,
-            device_scale_factor=2 if phone else 1,
-            is_mobile=phone,
-            has_touch=phone,
-        )
-        try:
-            page = tab.page
-            _log_in(page, live_portal, email="ada@example.com")
-            _open_invoices(page)
-            expect(page.locator(".invoice-row")).to_have_count(20)
-            expect(page.get_by_role("link", name="Older invoices")).to_be_visible()
-            page.screenshot(path=str(artifacts / f"invoices-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-            page.get_by_role("link", name="Older invoices").click()
-            expect(page.locator(".invoice-row")).to_have_count(5)
-            _no_horizontal_scroll(page)
-        finally:
-            tab.page.context.close()
-        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
-        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"
+    for name, tab in each_width(portal_chromium):
+        page = tab.page
+        _log_in(page, live_portal, email="ada@example.com")
+        _open_invoices(page)
+        expect(page.locator(".invoice-row")).to_have_count(20)
+        expect(page.get_by_role("link", name="Older invoices")).to_be_visible()
+        page.screenshot(path=str(artifacts / f"invoices-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
+        page.get_by_role("link", name="Older invoices").click()
+        expect(page.locator(".invoice-row")).to_have_count(5)
+        _no_horizontal_scroll(page)

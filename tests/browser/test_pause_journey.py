@@ -22,7 +22,7 @@ from billing.money import format_day, format_money
 from billing.services import pauses
 from tests.portal_support import deliver_events, make_customer
 
-from .conftest import LivePortal, Shopper, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_plan_journey import _advance_clock, _customer_on_a_clock, _mail
 from .test_portal_journey import _change_result, _log_in, _no_horizontal_scroll
 
@@ -182,23 +182,10 @@ def test_the_pause_page_fits_a_phone_and_a_desktop(
 ) -> None:
     with live_portal.quiet():
         make_customer(email="ada@example.com", price="standard_month_eur")
-    sizes = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-    for name, viewport in sizes.items():
-        phone = name == "phone"
-        tab = open_tab(
-            portal_chromium,
-            viewport=viewport,
-            device_scale_factor=2 if phone else 1,
-            is_mobile=phone,
-            has_touch=phone,
-        )
-        try:
-            page = tab.page
-            _log_in(page, live_portal, email="ada@example.com")
-            _open_pause_page(page)
-            expect(page.locator("[data-test=pause-form] label.check")).to_have_count(3)
-            page.screenshot(path=str(artifacts / f"pause-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-        finally:
-            tab.page.context.close()
-        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
+    for name, tab in each_width(portal_chromium):
+        page = tab.page
+        _log_in(page, live_portal, email="ada@example.com")
+        _open_pause_page(page)
+        expect(page.locator("[data-test=pause-form] label.check")).to_have_count(3)
+        page.screenshot(path=str(artifacts / f"pause-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)

@@ -25,7 +25,7 @@ from billing.money import format_day, format_money
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
-from .conftest import LivePortal, Shopper, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_portal_journey import _change_result, _log_in, _no_horizontal_scroll
 
 expect = playwright_sync.expect
@@ -202,7 +202,9 @@ def test_quarterly_to_monthly_at_renewal_is_scheduled_then_made_at_the_renewal(
         f"Done: your plan changes to Standard (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Standard (monthly) on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(
+        f"Changes to Standard (monthly) on {renewal}."
+    )
     _plan_on_dashboard(page, plan="Standard", interval="Quarterly", price="€54.00")
     live_portal.webhooks_delivered()
     message = _mail(f"Your plan changes to Standard (monthly) on {renewal}")
@@ -325,7 +327,9 @@ def test_downgrade_scheduled_for_the_renewal_can_be_cancelled(
         f"Done: your plan changes to Basic (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic (monthly) on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(
+        f"Changes to Basic (monthly) on {renewal}."
+    )
     _plan_on_dashboard(page, plan="Standard", interval="Monthly", price="€19.00")
 
     _open_plan_page(page)
@@ -366,7 +370,9 @@ def test_downgrade_scheduled_for_the_renewal_is_made_at_the_renewal(
         f"Done: your plan changes to Basic (monthly) on {renewal}. Nothing is charged now."
     )
     _dashboard(page)
-    expect(page.locator("[data-test=scheduled-change]")).to_have_text(f"Changes to Basic (monthly) on {renewal}.")
+    expect(page.locator("[data-test=scheduled-change]")).to_have_text(
+        f"Changes to Basic (monthly) on {renewal}."
+    )
 
     _advance_clock(live_portal, clock, to=period_end + DAY)
     page.reload()
@@ -398,29 +404,15 @@ def test_plan_page_and_preview_fit_a_phone_and_a_desktop(
 ) -> None:
     with live_portal.quiet():
         make_customer(email="ada@example.com", price="standard_month_eur")
-    sizes = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-    for name, viewport in sizes.items():
-        phone = name == "phone"
-        tab = open_tab(
-            portal_chromium,
-            viewport=viewport,
-            device_scale_factor=2 if phone else 1,
-            is_mobile=phone,
-            has_touch=phone,
-        )
-        try:
-            page = tab.page
-            _log_in(page, live_portal, email="ada@example.com")
-            _open_plan_page(page)
-            expect(page.locator("[data-test=plans] .plan-tier")).to_have_count(3)
-            page.screenshot(path=str(artifacts / f"plan-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-            preview = _preview(page, "standard_year_eur", "now")
-            expect(preview.locator("[data-test=preview-charge]")).to_have_text(MONEY)
-            preview.scroll_into_view_if_needed()
-            page.screenshot(path=str(artifacts / f"plan-preview-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-        finally:
-            tab.page.context.close()
-        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
-        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"
+    for name, tab in each_width(portal_chromium):
+        page = tab.page
+        _log_in(page, live_portal, email="ada@example.com")
+        _open_plan_page(page)
+        expect(page.locator("[data-test=plans] .plan-tier")).to_have_count(3)
+        page.screenshot(path=str(artifacts / f"plan-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
+        preview = _preview(page, "standard_year_eur", "now")
+        expect(preview.locator("[data-test=preview-charge]")).to_have_text(MONEY)
+        preview.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / f"plan-preview-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)

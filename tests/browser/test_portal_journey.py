@@ -24,7 +24,7 @@ from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMetho
 from billing.services.customers import customer_create
 from tests.portal_support import PASSWORD, make_customer
 
-from .conftest import LivePortal, Shopper, bank_challenge, open_tab, playwright_sync
+from .conftest import LivePortal, Shopper, bank_challenge, each_width, playwright_sync
 
 expect = playwright_sync.expect
 
@@ -225,7 +225,9 @@ def test_payment_the_bank_wants_approved_is_approved_on_the_change_page(
 ) -> None:
     page = customer_browser.page
     # A card whose bank asks for 3-D Secure on every payment: once to save it, once to pay.
-    unpaid = _owing_customer_saves_a_3ds_card(live_portal, page, email="ada@example.com", number="4000 0027 6000 3184")
+    unpaid = _owing_customer_saves_a_3ds_card(
+        live_portal, page, email="ada@example.com", number="4000 0027 6000 3184"
+    )
 
     expect(_change_result(page)).to_contain_text("Visa •••• 3184 is saved and is now your default card")
     invoice_result = page.locator("[data-test=invoice-result]")
@@ -245,7 +247,9 @@ def test_payment_approval_that_fails_says_so_on_the_page(
     live_portal: LivePortal, customer_browser: Shopper
 ) -> None:
     page = customer_browser.page
-    unpaid = _owing_customer_saves_a_3ds_card(live_portal, page, email="ada@example.com", number="4000 0027 6000 3184")
+    unpaid = _owing_customer_saves_a_3ds_card(
+        live_portal, page, email="ada@example.com", number="4000 0027 6000 3184"
+    )
     expect(_change_result(page)).to_contain_text("Visa •••• 3184 is saved")
     invoice_result = page.locator("[data-test=invoice-result]")
     expect(invoice_result.get_by_role("link", name="Use another card")).to_be_hidden()
@@ -396,32 +400,18 @@ def test_dashboard_fits_a_phone_and_a_desktop(
 ) -> None:
     with live_portal.quiet():
         _customer_whose_renewal_failed(live_portal, email="hedy@example.com")
-    sizes = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-    for name, viewport in sizes.items():
-        phone = name == "phone"
-        tab = open_tab(
-            portal_chromium,
-            viewport=viewport,
-            device_scale_factor=2 if phone else 1,
-            is_mobile=phone,
-            has_touch=phone,
-        )
-        try:
-            page = tab.page
-            _log_in(page, live_portal, email="hedy@example.com")
-            expect(page.locator(".banner-invoice_open")).to_be_visible()
-            expect(page.locator("[data-test=default-card]")).to_contain_text("•••• 0341")
-            page.screenshot(path=str(artifacts / f"dashboard-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-            _open_card_form(page)
-            expect(page.frame_locator(CARD_FRAME).get_by_label("Card number")).to_be_visible()
-            page.screenshot(path=str(artifacts / f"card-add-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-            page.get_by_role("navigation", name="Main").get_by_role("link", name="Cards").click()
-            expect(page.locator("[data-test=cards]")).to_be_visible()
-            page.screenshot(path=str(artifacts / f"cards-{name}.png"), full_page=True)
-            _no_horizontal_scroll(page)
-        finally:
-            tab.page.context.close()
-        assert tab.blocked == [], f"requests left loopback: {tab.blocked}"
-        assert tab.csp_violations == [], f"the Content-Security-Policy refused: {tab.csp_violations}"
+    for name, tab in each_width(portal_chromium):
+        page = tab.page
+        _log_in(page, live_portal, email="hedy@example.com")
+        expect(page.locator(".banner-invoice_open")).to_be_visible()
+        expect(page.locator("[data-test=default-card]")).to_contain_text("•••• 0341")
+        page.screenshot(path=str(artifacts / f"dashboard-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
+        _open_card_form(page)
+        expect(page.frame_locator(CARD_FRAME).get_by_label("Card number")).to_be_visible()
+        page.screenshot(path=str(artifacts / f"card-add-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Cards").click()
+        expect(page.locator("[data-test=cards]")).to_be_visible()
+        page.screenshot(path=str(artifacts / f"cards-{name}.png"), full_page=True)
+        _no_horizontal_scroll(page)
