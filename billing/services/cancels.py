@@ -23,11 +23,12 @@ from billing import cancellation, changes, gateway, messages, policy, selectors,
 from billing import pauses as pause_rules
 from billing.cancellation import Offer, Reason, Unpaid
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
-from billing.errors import InvalidRequest, Refused
+from billing.errors import BillingError, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, CancellationFeedback, Invoice, Price, Subscription
+from billing.plans import When
 from billing.policy import Category, Channel
-from billing.services import pauses, plans
+from billing.services import mirrored, pauses, plans
 from billing.state import subscription_state
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
@@ -76,7 +77,7 @@ def cancel_page(*, customer: BillingCustomer) -> CancelPage | None:
     )
 
 
-def cheaper_offer(*, customer: BillingCustomer, subscription: Subscription) -> Price | None:
+def _cheaper_plan(*, subscription: Subscription) -> Price | None:
     """The plan offered to a customer who finds theirs too expensive, if the rules allow
     moving to it at the renewal."""
     current = subscription.price
@@ -90,6 +91,38 @@ def cheaper_offer(*, customer: BillingCustomer, subscription: Subscription) -> P
     by_plan = {selectors.plan_of(p): p for p in prices}
     chosen = cancellation.cheaper_plan(current=selectors.plan_of(current), offered=list(by_plan))
     return by_plan[chosen] if chosen is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternative:
+    """The one alternative the survey's reason gets, with what the page shows of it; `offer` is
+    NONE when the rules allow none or Stripe can't price it now."""
+
+    offer: Offer
+    # A cheaper plan: its price and Stripe's preview of its renewal.
+    target: Price | None = None
+    preview: plans.Preview | None = None
+    # A pause: its lengths, dates and first payments.
+    pause: pauses.PausePreview | None = None
+
+
+def alternative(*, customer: BillingCustomer, subscription: Subscription, reason: Reason) -> Alternative:
+    offer = cancellation.offer_for(reason=reason)
+    if offer == Offer.CHEAPER_PLAN:
+        target = _cheaper_plan(subscription=subscription)
+        if target is not None:
+            try:
+                shown = plans.preview(
+                    customer=customer, subscription=subscription, target=target, when=When.RENEWAL
+                )
+            except BillingError:  # refused by the plan rules, or Stripe can't say what it costs
+                return Alternative(offer=Offer.NONE)
+            return Alternative(offer=offer, target=target, preview=shown)
+    elif offer == Offer.PAUSE:
+        paused = _pause(customer=customer, subscription=subscription)
+        if paused is not None:
+            return Alternative(offer=offer, pause=paused)
+    return Alternative(offer=Offer.NONE)
 
 
 # --------------------------------------------------------------------------- parameters and results
@@ -157,22 +190,6 @@ SUBSCRIPTION_KEPT = messages.declare(
 # --------------------------------------------------------------------------- applying
 
 
-def _plan_name(sub: Subscription) -> str:
-    price = sub.price
-    return f"{price.tier.name} ({price.get_interval_display()})" if price is not None else ""
-
-
-def _subscription(customer: BillingCustomer, stripe_id: str) -> Subscription:
-    sub = (
-        Subscription.objects.select_related("price__tier", "scheduled_price__tier")
-        .filter(customer=customer, stripe_id=stripe_id)
-        .first()
-    )
-    if sub is None:
-        raise InvalidRequest("The subscription is not the customer's.", code="subscription_foreign")
-    return sub
-
-
 def _settle_unpaid(
     change: BillingChange, customer: BillingCustomer, sub: Subscription
 ) -> tuple[UnpaidResult, ...]:
@@ -199,12 +216,6 @@ def _settle_unpaid(
     return tuple(done)
 
 
-def _synced(customer: BillingCustomer, subscription_id: str) -> Subscription:
-    live = gateway.subscription_retrieve(subscription_id=subscription_id)
-    sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
-    return _subscription(customer, subscription_id)
-
-
 @change_kind
 class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
     name = "subscription_cancel"
@@ -219,7 +230,7 @@ class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: CancelParams
     ) -> CancelResult:
-        sub = _subscription(customer, params.subscription)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
         dropped = ""
         live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
         if live.schedule_id:
@@ -228,11 +239,7 @@ class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
             gateway.schedule_release(
                 schedule_id=live.schedule_id, idempotency_key=change.idempotency_key("release")
             )
-            dropped = (
-                f"{sub.scheduled_price.tier.name} ({sub.scheduled_price.get_interval_display()})"
-                if (sub.scheduled_price is not None)
-                else ""
-            )
+            dropped = mirrored.plan_name(sub.scheduled_price)
         gateway.subscription_cancel_at_period_end(
             subscription_id=sub.stripe_id,
             feedback=cancellation.STRIPE_FEEDBACK[params.reason],
@@ -240,11 +247,12 @@ class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
             idempotency_key=change.idempotency_key("cancel"),
         )
         unpaid = _settle_unpaid(change, customer, sub)
-        sub = _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=sub.stripe_id)
         ends_at = sub.cancel_at or sub.current_period_end
         return CancelResult(
             subscription=sub.stripe_id,
-            plan=_plan_name(sub),
+            plan=mirrored.plan_name(sub.price),
             ends_at=ends_at,
             dropped_scheduled=dropped,
             unpaid=unpaid,
@@ -256,7 +264,7 @@ class SubscriptionCancel(ChangeKind[CancelParams, CancelResult]):
         def total(outcome: str) -> int:
             return sum(u.amount for u in result.unpaid if u.outcome == outcome)
 
-        sub = _subscription(change.customer, result.subscription)
+        sub = mirrored.subscription_of(customer=change.customer, stripe_id=result.subscription)
         return Confirmation(
             SUBSCRIPTION_CANCELED,
             CanceledFacts(
@@ -281,16 +289,17 @@ class SubscriptionKeep(ChangeKind[KeepParams, KeepResult]):
     supersedes = False
 
     def apply(self, *, change: BillingChange, customer: BillingCustomer, params: KeepParams) -> KeepResult:
-        sub = _subscription(customer, params.subscription)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
         gateway.subscription_keep(
             subscription_id=sub.stripe_id, idempotency_key=change.idempotency_key("keep")
         )
-        sub = _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=sub.stripe_id)
         state = subscription_state(subscription=sub, now=timezone.now())
         charge = state.next_charge
         return KeepResult(
             subscription=sub.stripe_id,
-            plan=_plan_name(sub),
+            plan=mirrored.plan_name(sub.price),
             next_amount=charge.amount if charge else sub.unit_amount * sub.quantity,
             currency=sub.currency,
             next_at=charge.at if charge else sub.current_period_end,
@@ -400,7 +409,7 @@ def take_cheaper_plan(
     change = plans.plan_change(customer=customer, shown=shown, requested_by=requested_by, key=key)
     record_feedback(
         customer=customer,
-        subscription=_subscription(customer, shown.subscription),
+        subscription=mirrored.subscription_of(customer=customer, stripe_id=shown.subscription),
         reason=reason,
         comment=comment,
         offer=Offer.CHEAPER_PLAN,
@@ -410,7 +419,7 @@ def take_cheaper_plan(
     return change
 
 
-def pause_offer(*, customer: BillingCustomer, subscription: Subscription) -> pauses.PausePreview | None:
+def _pause(*, customer: BillingCustomer, subscription: Subscription) -> pauses.PausePreview | None:
     """The pause offered to a customer not using it for now, if the pause rules allow one."""
     now = timezone.now()
     pause_policy = policy.current().pause

@@ -28,7 +28,7 @@ from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod
 from billing.policy import Category, Channel
-from billing.services import cards
+from billing.services import cards, mirrored
 
 InvoiceId = Annotated[str, StringConstraints(pattern=r"^in_[A-Za-z0-9_]{1,200}$")]
 PaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
@@ -170,8 +170,7 @@ def _mirrored(customer: BillingCustomer, invoice: gateway.Invoice) -> None:
         ((invoice.raw.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     )
     if subscription_id:
-        live = gateway.subscription_retrieve(subscription_id=subscription_id)
-        sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
+        mirrored.refreshed(customer=customer, subscription_id=subscription_id)
 
 
 @change_kind

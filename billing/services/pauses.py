@@ -28,6 +28,7 @@ from billing.errors import InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Interval, Price, Subscription
 from billing.policy import Category, Channel
+from billing.services import mirrored
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
 
@@ -141,10 +142,6 @@ PAUSE_ENDING_SOON = messages.declare(
 # --------------------------------------------------------------------------- what the pause page shows
 
 
-def _plan_name(price: Price | None) -> str:
-    return f"{price.tier.name} ({price.get_interval_display()})" if price is not None else ""
-
-
 def _interval_months(interval: str) -> int:
     return MONTHS_PER_INTERVAL.get(Interval(interval), 1)
 
@@ -201,7 +198,7 @@ def pause_preview(*, subscription: Subscription, now: dt.datetime) -> PausePrevi
         amount=amount,
         credit=credit,
         options=tuple(options),
-        drops_scheduled=_plan_name(sub.scheduled_price) if sub.scheduled_price_id else "",
+        drops_scheduled=mirrored.plan_name(sub.scheduled_price) if sub.scheduled_price_id else "",
     )
 
 
@@ -236,23 +233,6 @@ def resume_preview(
 # --------------------------------------------------------------------------- applying
 
 
-def _subscription(customer: BillingCustomer, stripe_id: str) -> Subscription:
-    sub = (
-        Subscription.objects.select_related("price__tier", "scheduled_price__tier")
-        .filter(customer=customer, stripe_id=stripe_id)
-        .first()
-    )
-    if sub is None:
-        raise InvalidRequest("The subscription is not the customer's.", code="subscription_foreign")
-    return sub
-
-
-def _synced(customer: BillingCustomer, subscription_id: str) -> gateway.Subscription:
-    live = gateway.subscription_retrieve(subscription_id=subscription_id)
-    sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
-    return live
-
-
 def _ts(value: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
@@ -270,7 +250,7 @@ class SubscriptionPause(ChangeKind[PauseParams, PauseResult]):
     supersedes = False
 
     def apply(self, *, change: BillingChange, customer: BillingCustomer, params: PauseParams) -> PauseResult:
-        sub = _subscription(customer, params.subscription)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
         assert customer.stripe_customer_id
         live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
         dropped = ""
@@ -294,11 +274,11 @@ class SubscriptionPause(ChangeKind[PauseParams, PauseResult]):
         credit = gateway.pending_credit(
             customer_id=customer.stripe_customer_id, subscription_id=sub.stripe_id
         )
-        _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
         amount = sub.unit_amount * sub.quantity
         return PauseResult(
             subscription=sub.stripe_id,
-            plan=_plan_name(sub.price),
+            plan=mirrored.plan_name(sub.price),
             currency=sub.currency,
             resumes_at=_ts(params.resumes_at),
             credit=credit,
@@ -337,10 +317,10 @@ class SubscriptionResume(ChangeKind[ResumeParams, ResumeResult]):
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: ResumeParams
     ) -> ResumeResult:
-        sub = _subscription(customer, params.subscription)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
         common = {
             "subscription": sub.stripe_id,
-            "plan": _plan_name(sub.price),
+            "plan": mirrored.plan_name(sub.price),
             "currency": sub.currency,
             "early": params.early,
         }
@@ -355,9 +335,9 @@ class SubscriptionResume(ChangeKind[ResumeParams, ResumeResult]):
             if live.status == Subscription.Status.PAUSED:
                 raise
             # Resumed already, by another change (the customer's early resume, or the job's).
-            _synced(customer, sub.stripe_id)
+            mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
             return ResumeResult(**common, outcome="already_resumed")
-        _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
         invoice = gateway.invoice_retrieve(invoice_id=resumed.latest_invoice_id)
         sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
         outcome: Literal["paid", "declined", "action_required"] = "paid"
@@ -404,7 +384,7 @@ class SubscriptionResume(ChangeKind[ResumeParams, ResumeResult]):
         invoice: gateway.Invoice,
     ) -> tuple[ResumeResult, Confirmation | None]:
         # Paid, Stripe resumes it: the mirror learns it now, not when its webhook arrives.
-        _synced(customer, result.subscription)
+        mirrored.refreshed(customer=customer, subscription_id=result.subscription)
         paid = result.model_copy(update={"outcome": "paid", "charged": invoice.amount_paid})
         return paid, _resumed(paid)
 
@@ -522,7 +502,7 @@ def _resume_on_the_date(sub: Subscription) -> None:
 
 def _named_in(language: str, price: Price | None) -> str:
     with translation.override(language):
-        return _plan_name(price)
+        return mirrored.plan_name(price)
 
 
 def _remind(sub: Subscription) -> None:

@@ -26,6 +26,7 @@ from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Price, Subscription
 from billing.plans import When
 from billing.policy import Category, Channel
+from billing.services import mirrored
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9_]{1,200}$")]
 LookupKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,200}$")]
@@ -318,34 +319,6 @@ PLAN_SCHEDULE_CANCELED = messages.declare(
 # --------------------------------------------------------------------------- applying
 
 
-def _plan_name(price: Price) -> str:
-    return f"{price.tier.name} ({price.get_interval_display()})"
-
-
-def _subscription(customer: BillingCustomer, stripe_id: str) -> Subscription:
-    sub = (
-        Subscription.objects.select_related("price__tier")
-        .filter(customer=customer, stripe_id=stripe_id)
-        .first()
-    )
-    if sub is None:
-        raise InvalidRequest("The subscription is not the customer's.", code="subscription_foreign")
-    return sub
-
-
-def _catalog_price(lookup_key: str) -> Price:
-    price = Price.objects.select_related("tier").filter(lookup_key=lookup_key, active=True).first()
-    if price is None or not price.stripe_price_id:
-        raise InvalidRequest("That plan is no longer offered.", code="price_gone")
-    return price
-
-
-def _synced(customer: BillingCustomer, subscription_id: str) -> gateway.Subscription:
-    live = gateway.subscription_retrieve(subscription_id=subscription_id)
-    sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
-    return live
-
-
 @change_kind
 class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
     name = "plan_change"
@@ -361,9 +334,9 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: PlanChangeParams
     ) -> PlanChangeResult:
-        sub = _subscription(customer, params.subscription)
-        target = _catalog_price(params.price)
-        source = _catalog_price(params.from_price)
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
+        target = mirrored.offered_price(lookup_key=params.price)
+        source = mirrored.offered_price(lookup_key=params.from_price)
         live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
         assert target.stripe_price_id and source.stripe_price_id
         replay = live.price_id == target.stripe_price_id or live.pending_update
@@ -377,14 +350,14 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
             )
         common = {
             "subscription": sub.stripe_id,
-            "from_plan": _plan_name(source),
-            "to_plan": _plan_name(target),
+            "from_plan": mirrored.plan_name(source),
+            "to_plan": mirrored.plan_name(target),
             "when": params.when,
             "currency": sub.currency,
         }
         replaced = ""
         if sub.scheduled_price_id is not None and sub.scheduled_price is not None:
-            replaced = _plan_name(sub.scheduled_price)
+            replaced = mirrored.plan_name(sub.scheduled_price)
         if params.when == When.RENEWAL.value:
             gateway.schedule_price_at_renewal(
                 subscription_id=sub.stripe_id,
@@ -395,7 +368,7 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
                 next_price_id=target.stripe_price_id,
                 idempotency_key=change.idempotency_key("schedule"),
             )
-            _synced(customer, sub.stripe_id)
+            mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
             return PlanChangeResult(
                 **common,
                 effective_at=_ts(live.current_period_end),
@@ -414,7 +387,7 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
             proration_date=params.proration_date,
             idempotency_key=change.idempotency_key("price"),
         )
-        _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
         result = PlanChangeResult(
             **common, effective_at=timezone.now(), outcome="nothing_due", replaced_scheduled=replaced
         )
@@ -438,7 +411,7 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
     def confirmation(
         self, *, change: BillingChange, params: PlanChangeParams, result: PlanChangeResult
     ) -> Confirmation:
-        target = _catalog_price(params.price)
+        target = mirrored.offered_price(lookup_key=params.price)
         if result.outcome == "scheduled":
             return Confirmation(
                 PLAN_SCHEDULED,
@@ -477,7 +450,7 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
     ) -> tuple[PlanChangeResult, Confirmation | None]:
         # Paid, Stripe applies the pending update: the mirror learns the new plan now, not when
         # the subscription's own webhook arrives.
-        _synced(customer, result.subscription)
+        mirrored.refreshed(customer=customer, subscription_id=result.subscription)
         paid = result.model_copy(
             update={"outcome": "paid", "charged": invoice.amount_paid, "effective_at": timezone.now()}
         )
@@ -485,7 +458,7 @@ class PlanChange(ChangeKind[PlanChangeParams, PlanChangeResult]):
 
 
 def _changed(customer: BillingCustomer, result: PlanChangeResult) -> Confirmation:
-    sub = _subscription(customer, result.subscription)
+    sub = mirrored.subscription_of(customer=customer, stripe_id=result.subscription)
     return Confirmation(
         PLAN_CHANGED,
         PlanChangedFacts(
@@ -514,14 +487,14 @@ class PlanScheduleCancel(ChangeKind[PlanScheduleCancelParams, ScheduleCancelResu
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: PlanScheduleCancelParams
     ) -> ScheduleCancelResult:
-        sub = _subscription(customer, params.subscription)
-        dropped = _plan_name(sub.scheduled_price) if sub.scheduled_price is not None else ""
+        sub = mirrored.subscription_of(customer=customer, stripe_id=params.subscription)
+        dropped = mirrored.plan_name(sub.scheduled_price)
         live = gateway.subscription_retrieve(subscription_id=sub.stripe_id)
         if live.schedule_id:
             gateway.schedule_release(
                 schedule_id=live.schedule_id, idempotency_key=change.idempotency_key("release")
             )
-        _synced(customer, sub.stripe_id)
+        mirrored.refreshed(customer=customer, subscription_id=sub.stripe_id)
         return ScheduleCancelResult(
             subscription=sub.stripe_id, dropped_plan=dropped, dropped_at=sub.scheduled_at
         )
@@ -529,8 +502,8 @@ class PlanScheduleCancel(ChangeKind[PlanScheduleCancelParams, ScheduleCancelResu
     def confirmation(
         self, *, change: BillingChange, params: PlanScheduleCancelParams, result: ScheduleCancelResult
     ) -> Confirmation:
-        sub = _subscription(change.customer, result.subscription)
-        kept = _plan_name(sub.price) if sub.price is not None else ""
+        sub = mirrored.subscription_of(customer=change.customer, stripe_id=result.subscription)
+        kept = mirrored.plan_name(sub.price)
         return Confirmation(
             PLAN_SCHEDULE_CANCELED, ScheduleCanceledFacts(dropped_plan=result.dropped_plan, kept_plan=kept)
         )
@@ -555,8 +528,8 @@ def plan_change(
     if shown.when == When.NOW and timezone.now().timestamp() - shown.proration_date > PREVIEW_SECONDS:
         # Its proration moment has passed long enough ago to charge noticeably less than a new one.
         raise Refused(gettext("This preview is out of date. Please choose your plan again."))
-    sub = _subscription(customer, shown.subscription)
-    target = _catalog_price(shown.target)
+    sub = mirrored.subscription_of(customer=customer, stripe_id=shown.subscription)
+    target = mirrored.offered_price(lookup_key=shown.target)
     _allowed(customer=customer, subscription=sub, target=target, when=shown.when)
     params = PlanChangeParams(
         subscription=sub.stripe_id,
@@ -632,8 +605,8 @@ def confirm_scheduled_change(
         about=f"subscription:{sub.stripe_id}",
         step=f"scheduled-change:{int(before.scheduled_at.timestamp())}",
         facts=PlanChangedFacts(
-            from_plan=_plan_name(old) if old is not None else "",
-            to_plan=_plan_name(sub.price),
+            from_plan=mirrored.plan_name(old),
+            to_plan=mirrored.plan_name(sub.price),
             charged=0,
             currency=sub.currency,
             next_amount=sub.unit_amount * sub.quantity,

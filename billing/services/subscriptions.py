@@ -24,9 +24,9 @@ from billing.errors import InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, PaymentMethod, Price
 from billing.policy import Category, Channel
-from billing.services import cards
+from billing.services import cards, mirrored
 from billing.services.customers import ensure_stripe_customer
-from billing.state import LIVE_STATUSES, subscription_state
+from billing.state import subscription_state
 
 LookupKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,200}$")]
 SetupIntentId = Annotated[str, StringConstraints(pattern=r"^seti_[A-Za-z0-9_]{1,200}$")]
@@ -92,24 +92,24 @@ FIRST_PAYMENT_NEEDS_APPROVAL = messages.declare(
 )
 
 
-def _plan_name(price: Price) -> str:
-    return f"{price.tier.name} ({price.get_interval_display()})"
-
-
-def _price(lookup_key: str) -> Price:
-    price = Price.objects.select_related("tier").filter(lookup_key=lookup_key, active=True).first()
-    if price is None or not price.stripe_price_id:
-        raise InvalidRequest("That plan is no longer offered.", code="price_gone")
-    return price
-
-
 def _refusal(*, customer: BillingCustomer, price: Price) -> str | None:
-    latest = customer.subscriptions.order_by("-created").first()
-    live = customer.subscriptions.filter(status__in=LIVE_STATUSES).order_by("-created").first()
-    subscription = live or latest
+    subscription = selectors.plan_subscription(customer=customer)
     phase = subscription_state(subscription=subscription, now=timezone.now()).phase if subscription else None
     currency = subscription.currency if subscription else customer.currency
     return plans.start_refusal(phase=phase, currency=currency, target=selectors.plan_of(price))
+
+
+def startable(*, customer: BillingCustomer, lookup_key: str) -> Price:
+    """The catalog price a subscription can be started to, now, by this customer; Refused if
+    none (the Plan page, where they go back to, says each option's reason)."""
+    not_here = Refused(gettext("This plan can't be started here. Please choose one below."))
+    try:
+        price = mirrored.offered_price(lookup_key=lookup_key)
+    except InvalidRequest:
+        raise not_here from None
+    if _refusal(customer=customer, price=price):
+        raise not_here
+    return price
 
 
 def _started(customer: BillingCustomer, result: SubscriptionStartResult) -> Confirmation:
@@ -141,7 +141,7 @@ class SubscriptionStart(ChangeKind[SubscriptionStartParams, SubscriptionStartRes
     def apply(
         self, *, change: BillingChange, customer: BillingCustomer, params: SubscriptionStartParams
     ) -> SubscriptionStartResult:
-        price = _price(params.price)
+        price = mirrored.offered_price(lookup_key=params.price)
         assert price.stripe_price_id
         # Again, as things are now: another tab may have started one meanwhile.
         refusal = _refusal(customer=customer, price=price)
@@ -174,7 +174,7 @@ class SubscriptionStart(ChangeKind[SubscriptionStartParams, SubscriptionStartRes
             outcome, decline_code = gateway.invoice_payment_trouble(invoice_id=invoice.id)
         return SubscriptionStartResult(
             subscription=sub.id,
-            plan=_plan_name(price),
+            plan=mirrored.plan_name(price),
             currency=price.currency,
             brand=brand,
             last4=last4,
@@ -213,8 +213,7 @@ class SubscriptionStart(ChangeKind[SubscriptionStartParams, SubscriptionStartRes
         invoice: gateway.Invoice,
     ) -> tuple[SubscriptionStartResult, Confirmation | None]:
         # Paid, the subscription is active: the mirror learns it now, not when its webhook comes.
-        live = gateway.subscription_retrieve(subscription_id=result.subscription)
-        sync.subscription_from_stripe(customer=customer, data=live.raw, state_at=timezone.now())
+        mirrored.refreshed(customer=customer, subscription_id=result.subscription)
         paid = result.model_copy(update={"outcome": "paid", "amount": invoice.amount_paid})
         return paid, _started(customer, paid)
 
@@ -239,19 +238,18 @@ def submitted_start(
 def subscription_start(
     *,
     customer: BillingCustomer,
-    price: Price,
+    lookup_key: str,
     setup_intent_id: str | None,
     requested_by: changes.Actor,
     key: str = "",
 ) -> BillingChange:
-    """Start a subscription to `price`, paid with the card just saved (or the default card)."""
+    """Start a subscription to the catalog's `lookup_key`, paid with the card just saved (or the
+    default card)."""
     key = start_key(setup_intent_id=setup_intent_id, key=key)
     earlier = changes.submitted(customer=customer, kind=START, key=key)
     if earlier is not None:
         return earlier
-    refusal = _refusal(customer=customer, price=price)
-    if refusal:
-        raise Refused(refusal)
+    price = startable(customer=customer, lookup_key=lookup_key)
     if setup_intent_id is None and not customer.default_payment_method_id:
         raise Refused(gettext("Please add a card to pay with."))
     params = SubscriptionStartParams(price=price.lookup_key, setup_intent=setup_intent_id)

@@ -11,11 +11,10 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from billing.cancellation import Offer, Reason, offer_for
-from billing.errors import BillingError, Refused
+from billing.cancellation import Offer, Reason
+from billing.errors import Refused
 from billing.models import BillingCustomer
-from billing.plans import When
-from billing.services import cancels, plans
+from billing.services import cancels
 from portal import previews
 from portal.forms import (
     CancelConfirmForm,
@@ -50,36 +49,19 @@ def cancel(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     if request.method == "GET" or not form.is_valid():
         return render(request, "portal/cancel.html", {"page": page, "form": form, "token": new_token()})
     reason = Reason(form.cleaned_data["reason"])
-    offer = offer_for(reason=reason)
+    offered = cancels.alternative(customer=customer, subscription=page.subscription, reason=reason)
     context: dict[str, Any] = {
         "page": page,
         "reason": reason.value,
         "comment": form.cleaned_data["comment"],
         "token": form.cleaned_data["token"] or new_token(),
-        "offer": offer.value,
+        "offer": offered.offer.value,
+        "target": offered.target,
+        "preview": offered.preview,
+        "pause": offered.pause,
     }
-    if offer == Offer.CHEAPER_PLAN:
-        target = cancels.cheaper_offer(customer=customer, subscription=page.subscription)
-        shown = None
-        if target is not None:
-            try:
-                shown = plans.preview(
-                    customer=customer, subscription=page.subscription, target=target, when=When.RENEWAL
-                )
-            except BillingError:  # refused by the rules, or Stripe could not say: no offer then
-                shown = None
-        if shown is None:
-            context["offer"] = Offer.NONE.value
-        else:
-            context.update(
-                target=target, preview=shown, signed=previews.signed(preview=shown, customer=customer)
-            )
-    elif offer == Offer.PAUSE:
-        paused = cancels.pause_offer(customer=customer, subscription=page.subscription)
-        if paused is None:
-            context["offer"] = Offer.NONE.value
-        else:
-            context["pause"] = paused
+    if offered.preview is not None:
+        context["signed"] = previews.signed(preview=offered.preview, customer=customer)
     return render(request, "portal/cancel_offer.html", context)
 
 

@@ -124,25 +124,18 @@ def plan_schedule_cancel(request: HttpRequest, *, customer: BillingCustomer) -> 
 # --------------------------------------------------------------------------- starting a subscription
 
 
-def _startable(customer: BillingCustomer, lookup_key: str) -> Price | None:
-    """The catalog price, if the Plan page offers to start a subscription to it."""
-    page = selectors.plan_page(customer=customer)
-    for _tier, options in page.tiers:
-        for option in options:
-            if option.price.lookup_key == lookup_key and option.startable:
-                return option.price
-    return None
-
-
 @require_GET
 @customer_view
 def plan_start(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     """What starting a subscription to the chosen plan charges, and the card that pays it: the
     default card if the customer has one (or another), else the card form."""
     form = PlanPreviewForm({"price": request.GET.get("price", ""), "when": "now"})
-    price = _startable(customer, form.data["price"]) if form.is_valid() else None
-    if price is None:
-        messages.error(request, _("This plan can't be started here. Please choose one below."))
+    try:
+        if not form.is_valid():
+            raise Refused(_("This plan can't be started here. Please choose one below."))
+        price = subscriptions.startable(customer=customer, lookup_key=form.cleaned_data["price"])
+    except Refused as exc:
+        messages.error(request, str(exc))
         return redirect("portal:plan")
     card = selectors.default_card(customer=customer)
     new_card = card is None or request.GET.get("card") == "new"
@@ -176,13 +169,10 @@ def plan_start_confirm(request: HttpRequest, *, customer: BillingCustomer) -> Ht
     if earlier is not None:
         # Posted again (a double click, the bank's return page): the start it made.
         return _after_start(request, earlier)
-    price = _startable(customer, form.cleaned_data["price"])
     try:
-        if price is None:
-            raise Refused(_("This plan can't be started here. Please choose one below."))
         change = subscriptions.subscription_start(
             customer=customer,
-            price=price,
+            lookup_key=form.cleaned_data["price"],
             setup_intent_id=setup_intent,
             requested_by=request.user,
             key=form.cleaned_data["token"],
