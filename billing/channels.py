@@ -1,6 +1,6 @@
 """How a rendered message reaches the customer: email through Django's mail backend, text messages
-through a pluggable backend (`BILLING_SMS_BACKEND`), and the in-app list, which is the outbox row
-itself and needs no transport."""
+through a pluggable backend (`BILLING_SMS_BACKEND`; the file and Twilio backends are in
+billing/sms.py), and the in-app list, which is the outbox row itself and needs no transport."""
 
 from __future__ import annotations
 

@@ -211,8 +211,22 @@ STRIPE_INTERACTIVE_TIMEOUT_SECONDS = env.float("STRIPE_INTERACTIVE_TIMEOUT_SECON
 
 # Overrides of the defaults in billing/policy.py, e.g. {"changes": {"max_attempts": 3}}.
 BILLING_POLICY = env.json("BILLING_POLICY", default={})
-# Where text messages go: billing.channels.LocmemSmsBackend keeps them (development, tests).
-BILLING_SMS_BACKEND = env.str("BILLING_SMS_BACKEND", default="billing.channels.ConsoleSmsBackend")
+# Where text messages go: billing.sms.TwilioSmsBackend sends them (TWILIO_* below);
+# billing.sms.FileSmsBackend appends them to BILLING_SMS_FILE_PATH, where the development mailbox
+# reads them; billing.channels.LocmemSmsBackend keeps them in memory (tests).
+BILLING_SMS_BACKEND = env.str(
+    "BILLING_SMS_BACKEND",
+    default="billing.sms.FileSmsBackend" if DEBUG else "billing.channels.ConsoleSmsBackend",
+)
+BILLING_SMS_FILE_PATH = env.path("BILLING_SMS_FILE_PATH", default=BASE_DIR / "var" / "sms")
+# Twilio's Messages API.  TWILIO_FROM is a sender number (E.164) or a messaging service ("MG…").
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM = env.str("TWILIO_FROM", default="")
+# Empty means Twilio itself; the tests point it at a local stand-in (tests/support/twilio_standin.py).
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")
+# A worker's patience with one message; a message not taken by then waits for the outbox's retry.
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
 
 # --------------------------------------------------------------------------- Content-Security-Policy
 
