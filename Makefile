@@ -137,8 +137,8 @@ emulator: $(STAMP)
 
 # The portal against its own emulator (started and stopped by the command), on a SQLite database
 # recreated each run (var/demo.sqlite3), Celery tasks in-process (no REDIS_URL), emails written to
-# var/mailbox and shown at /dev/mailbox/.  Settings read at import are fixed here; the command sets
-# the emulator's address and the webhook secret itself.
+# var/mailbox and text messages to var/sms, both shown at /dev/mailbox/.  Settings read at import
+# are fixed here; the command sets the emulator's address and the webhook secret itself.
 demo: $(STAMP)
 	@mkdir -p var
 	env -u REDIS_URL -u CELERY_BROKER_URL -u DJANGO_SETTINGS_MODULE CELERY_TASK_ALWAYS_EAGER=1 \
@@ -146,6 +146,8 @@ demo: $(STAMP)
 		DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 \
 		DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend \
 		DJANGO_EMAIL_FILE_PATH=$(CURDIR)/var/mailbox \
+		BILLING_SMS_BACKEND=billing.sms.FileSmsBackend \
+		BILLING_SMS_FILE_PATH=$(CURDIR)/var/sms \
 		$(PY) manage.py demo --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 bench: $(STAMP)

@@ -12,7 +12,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.test import Client
 from django.urls import path
 
+from billing import channels
+from billing.messages import Rendered
 from billing.models import Subscription
+from billing.policy import Channel
 from portal.dev import mailbox
 from portal.dev import seed as demo
 from portal.urls import urlpatterns as portal_urlpatterns
@@ -169,3 +172,41 @@ def test_mailbox_shows_non_ascii_text_and_html_links_open_outside_the_frame(
     # The HTML part sits in a sandboxed iframe; its links must navigate the window, not the frame.
     assert "&lt;base target=&quot;_top&quot;&gt;" in one
     assert "Se ditt abonnemang" in one
+
+
+@pytest.mark.urls(__name__)
+def test_mailbox_lists_text_messages_newest_first_beside_the_emails_with_their_links(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = tmp_path / "mailbox"
+    settings.BILLING_SMS_BACKEND = "billing.sms.FileSmsBackend"
+    settings.BILLING_SMS_FILE_PATH = tmp_path / "sms"
+    browser = Client()
+
+    empty = browser.get("/dev/mailbox/").content.decode()
+    assert "No emails yet." in empty and "No text messages yet." in empty
+
+    channels.send(
+        channel=Channel.SMS,
+        to="+46701234567",
+        rendered=Rendered(subject="", text="Din paus slutar snart: http://127.0.0.1:8000/plan/", html=""),
+    )
+    channels.send(
+        channel=Channel.SMS,
+        to="+31612345678",
+        rendered=Rendered(subject="", text="Je pauze eindigt binnenkort. Tack & <tot ziens>", html=""),
+    )
+    EmailMultiAlternatives(subject="Betalning mottagen", body="Tack!", to=["astrid@example.com"]).send()
+
+    listing = browser.get("/dev/mailbox/").content.decode()
+    emails, texts = listing.split('<h2 id="mailbox-texts">')
+    assert '<h2 id="mailbox-emails">Emails</h2>' in emails and "Betalning mottagen" in emails
+    assert texts.startswith("Text messages</h2>")
+    # Newest first, as the emails.
+    assert texts.index("To +31612345678") < texts.index("To +46701234567")
+    assert texts.count('data-test="text"') == 2
+    assert '<a href="http://127.0.0.1:8000/plan/" rel="nofollow">http://127.0.0.1:8000/plan/</a>' in texts
+    assert "Tack &amp; &lt;tot ziens&gt;" in texts  # the text as written, never as markup
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d', texts)

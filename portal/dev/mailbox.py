@@ -1,7 +1,9 @@
-"""/dev/mailbox/: the emails the development file backend wrote, newest first (DEBUG only).
+"""/dev/mailbox/: the emails and text messages the development file backends wrote, newest
+first (DEBUG only).
 
 Django's file backend appends each message to a .log file, separated by a line of 79
-dashes; we split them again and show subject, recipient, text and links.
+dashes; we split them again and show subject, recipient, text and links.  Text messages come from
+billing.sms.FileSmsBackend's file of JSON lines (BILLING_SMS_FILE_PATH).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from billing.sms import Text, read_texts
 
 SEPARATOR = "-" * 79
 # The HTML part is shown in a sandboxed iframe; its links must open in the window, not inside the
@@ -76,6 +80,10 @@ def _messages() -> list[Mail]:
     return found
 
 
+def _texts() -> list[Text]:
+    return list(reversed(read_texts(folder=Path(settings.BILLING_SMS_FILE_PATH))))
+
+
 def _debug_only() -> None:
     if not settings.DEBUG:
         raise Http404
@@ -88,7 +96,7 @@ _EMAIL_STYLES = csp_update({"style-src": [UNSAFE_INLINE]})
 @_EMAIL_STYLES
 def mailbox(request: HttpRequest) -> HttpResponse:
     _debug_only()
-    return render(request, "portal/dev/mailbox.html", {"mails": _messages()})
+    return render(request, "portal/dev/mailbox.html", {"mails": _messages(), "texts": _texts()})
 
 
 @_EMAIL_STYLES  # type: ignore[arg-type]  # django-csp types its decorators for one-argument views

@@ -29,6 +29,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, connections
 from django.urls import reverse
 
+from billing import sms
 from billing.catalog_sync import sync_catalog
 from portal.celery import app as celery_app
 from portal.dev import seed as demo
@@ -244,13 +245,18 @@ class Command(BaseCommand):
         options.setdefault("init_command", "PRAGMA journal_mode=WAL;")
 
     def _fresh_mailbox(self) -> None:
-        if "filebased" not in settings.EMAIL_BACKEND:
-            return
-        folder = Path(settings.EMAIL_FILE_PATH)
-        folder.mkdir(parents=True, exist_ok=True)
-        if _inside_var(folder):
-            for old in folder.glob("*.log"):
-                old.unlink()
+        """An empty mailbox each run, as the database is new: emails and text messages only."""
+        if "filebased" in settings.EMAIL_BACKEND:
+            folder = Path(settings.EMAIL_FILE_PATH)
+            folder.mkdir(parents=True, exist_ok=True)
+            if _inside_var(folder):
+                for old in folder.glob("*.log"):
+                    old.unlink()
+        if settings.BILLING_SMS_BACKEND == "billing.sms.FileSmsBackend":
+            folder = Path(settings.BILLING_SMS_FILE_PATH)
+            folder.mkdir(parents=True, exist_ok=True)
+            if _inside_var(folder):
+                (folder / sms.FILE_NAME).unlink(missing_ok=True)
 
     def _set(self, name: str, value: str) -> None:
         setattr(settings, name, value)
@@ -281,7 +287,7 @@ class Command(BaseCommand):
             "",
             "=" * 72,
             f"Billing portal demo: {portal_url}/",
-            f"  Mailbox   {portal_url}/dev/mailbox/",
+            f"  Mailbox   {portal_url}/dev/mailbox/  (emails and text messages)",
             f"  Admin     {portal_url}/admin/  ({demo.ADMIN_EMAIL} / {demo.PASSWORD})",
             f"  Emulator  {emulator_url}/  (Stripe; log in var/emulator.log)",
             "",
