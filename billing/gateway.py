@@ -552,6 +552,21 @@ def subscription_cancel_at_period_end(
     )
 
 
+def subscription_cancel_now(*, subscription_id: str, idempotency_key: str) -> Subscription:
+    """End the subscription at once, as the recovery policy's end for an unpaid one: nothing is
+    prorated or refunded (nothing was paid for the period it is in)."""
+    params: stripe.params.SubscriptionCancelParams = {
+        "cancellation_details": {"comment": "unpaid after the recovery policy's grace"},
+        "prorate": False,
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.cancel(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
 def subscription_keep(*, subscription_id: str, idempotency_key: str) -> Subscription:
     """Undo a cancel at the period's end: the subscription renews as before."""
     params: stripe.params.SubscriptionUpdateParams = {"cancel_at_period_end": False}
@@ -805,6 +820,85 @@ def invoice_payment_trouble(*, invoice_id: str) -> tuple[Literal["declined", "ac
         return "action_required", ""
     error = intent.get("last_payment_error") or {}
     return "declined", str(error.get("decline_code") or error.get("code") or "")
+
+
+def invoice_resume_collecting(*, invoice_id: str, idempotency_key: str) -> Invoice:
+    """Stripe collects the invoice by itself again: its automatic retries resume (a new card
+    arrived after a decline that had stopped them)."""
+    params: stripe.params.InvoiceUpdateParams = {"auto_advance": True}
+    return Invoice.of(
+        _write(lambda o: client().v1.invoices.update(invoice_id, params=params, options=o), idempotency_key)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargeAttempt:
+    """One attempt to charge a card for an invoice, as its Charge tells it."""
+
+    id: str
+    payment_method_id: str
+    created: int
+    succeeded: bool
+    decline_code: str
+    advice_code: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InvoiceAttempts:
+    """How collecting an invoice has gone: its latest payment's state and every charge tried."""
+
+    invoice: Invoice
+    payment_intent_id: str
+    # The bank wants the customer to approve the payment (3-D Secure).
+    waiting_for_approval: bool
+    # The latest failure: Stripe's decline code (or error code), its advice, and the card.
+    decline_code: str
+    advice_code: str
+    payment_method_id: str
+    charges: tuple[ChargeAttempt, ...]
+
+
+def _charge_attempt(raw: StripeDict) -> ChargeAttempt:
+    outcome = raw.get("outcome") or {}
+    return ChargeAttempt(
+        id=str(raw["id"]),
+        payment_method_id=ref_id(raw.get("payment_method")),
+        created=int(raw.get("created") or 0),
+        succeeded=raw.get("status") == "succeeded",
+        decline_code=str(outcome.get("reason") or raw.get("failure_code") or "")
+        if raw.get("status") != "succeeded"
+        else "",
+        advice_code=str(outcome.get("advice_code") or ""),
+    )
+
+
+def invoice_attempts(*, invoice_id: str) -> InvoiceAttempts:
+    """The invoice with its payment's latest error and every charge made for it, oldest first (two
+    reads: the invoice with its PaymentIntent, then the intent's charges)."""
+    params: stripe.params.InvoiceRetrieveParams = {"expand": ["payments.data.payment.payment_intent"]}
+    raw = _read(lambda: client().v1.invoices.retrieve(invoice_id, params=params))
+    payments = (raw.get("payments") or {}).get("data") or []
+    default = next((p for p in payments if p.get("is_default")), payments[0] if payments else {})
+    intent = (default.get("payment") or {}).get("payment_intent") or {}
+    if not isinstance(intent, dict):
+        intent = {}
+    error = intent.get("last_payment_error") or {}
+    charges: list[ChargeAttempt] = []
+    intent_id = str(intent.get("id") or "")
+    if intent_id:
+        listed: stripe.params.ChargeListParams = {"payment_intent": intent_id, "limit": 100}
+        page = _translated(lambda: client().v1.charges.list(params=listed))
+        charges = sorted((_charge_attempt(_plain(c)) for c in page.data), key=lambda c: (c.created, c.id))
+    charge_error = error.get("charge") and next((c for c in charges if c.id == error.get("charge")), None)
+    return InvoiceAttempts(
+        invoice=Invoice.of(raw),
+        payment_intent_id=intent_id,
+        waiting_for_approval=intent.get("status") == "requires_action",
+        decline_code=str(error.get("decline_code") or error.get("code") or ""),
+        advice_code=charge_error.advice_code if charge_error else "",
+        payment_method_id=ref_id(error.get("payment_method") or intent.get("payment_method")),
+        charges=tuple(charges),
+    )
 
 
 def invoices_list(*, customer_id: str, limit: int = 100) -> Iterator[Invoice]:

@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 from billing import gateway, policy, sync
 from billing.errors import InvalidRequest, StripeUnavailable
 from billing.models import BillingCustomer, StripeEvent
-from billing.services import approvals, invoices, plans
+from billing.services import approvals, invoices, plans, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def _mirrored(customer: BillingCustomer, subscription_id: str) -> None:
 
 def _subscription(customer: BillingCustomer, event: StripeEvent) -> None:
     _mirrored(customer, event.object_id)
+    if event.type == "customer.subscription.deleted":
+        recovery.subscription_ended(customer=customer, subscription_id=event.object_id)
 
 
 def _schedule(customer: BillingCustomer, event: StripeEvent) -> None:
@@ -48,8 +50,9 @@ def _schedule(customer: BillingCustomer, event: StripeEvent) -> None:
 def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:
     invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
     sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
-    invoices.invoice_paid(customer=customer, invoice=invoice)
     approvals.settle_paid_invoice(customer=customer, invoice=invoice)
+    recovery.invoice_event(customer=customer, invoice=invoice, event_type=event.type)
+    invoices.invoice_paid(customer=customer, invoice=invoice)
 
 
 def _payment_method(customer: BillingCustomer, event: StripeEvent) -> None:

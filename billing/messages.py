@@ -31,6 +31,7 @@ from django.utils.functional import Promise, lazy
 from django.utils.translation import gettext_lazy as _
 from pydantic import BaseModel, ConfigDict
 
+from billing import links
 from billing.models import BillingCustomer
 from billing.policy import Category, Channel
 
@@ -57,6 +58,9 @@ class Message:
     action_label: Promise = dataclasses.field(default_factory=lambda: _("See your subscription"))
     # Prompted by the customer's own action (they are on the page): sent at once, quiet hours or not.
     prompted: bool = False
+    # The button of an email or text message is a deep link (billing.links) for the action its facts
+    # name (`action`), working without a password; in the portal it opens `action` as usual.
+    link: bool = False
 
     def template(self, part: str) -> str:
         return f"{TEMPLATES}/{self.name}/{part}"
@@ -86,6 +90,7 @@ def declare(
     action_args: tuple[str, ...] = (),
     action_label: Promise = _("See your subscription"),
     prompted: bool | None = None,
+    link: bool = False,
 ) -> Message:
     """Declare a message; `prompted` defaults to True for confirmations (of what the customer did)."""
     if name in MESSAGES:
@@ -93,9 +98,11 @@ def declare(
     missing = [arg for arg in action_args if arg not in facts.model_fields]
     if missing:
         raise ValueError(f"message {name!r}: its facts have no {missing}")
+    if link and "action" not in facts.model_fields:
+        raise ValueError(f"message {name!r}: a deep link needs its facts' `action`")
     if prompted is None:
         prompted = category == Category.CONFIRMATION
-    message = Message(name, category, channels, facts, action, action_args, action_label, prompted)
+    message = Message(name, category, channels, facts, action, action_args, action_label, prompted, link)
     MESSAGES[name] = message
     return message
 
@@ -111,7 +118,15 @@ def _portal_url() -> str:
     return str(settings.PORTAL_BASE_URL).rstrip("/") + reverse("portal:dashboard")
 
 
-def _action_url(message: Message, facts: Facts) -> str:
+def _purpose(facts: Facts) -> links.Purpose:
+    """What a deep-link message's facts say its link is for (declare() checks they have it)."""
+    return links.Purpose(facts.model_dump()["action"])
+
+
+def _action_url(message: Message, facts: Facts, link: tuple[int, int] | None) -> str:
+    if message.link and link is not None:
+        delivery_id, customer_id = link
+        return links.url_for(delivery_id=delivery_id, purpose=_purpose(facts), customer_id=customer_id)
     return message.action_url(facts)
 
 
@@ -120,12 +135,15 @@ _lazy_action_url = lazy(_action_url, str)
 _lazy_portal_url = lazy(_portal_url, str)
 
 
-def _context(*, message: Message, facts: Facts, customer: BillingCustomer) -> dict[str, Any]:
+def _context(
+    *, message: Message, facts: Facts, customer: BillingCustomer, delivery_id: int | None = None
+) -> dict[str, Any]:
+    link = (delivery_id, customer.pk) if delivery_id is not None else None
     return {
         "f": facts,
         "customer": customer,
-        "action_url": _lazy_action_url(message, facts),
-        "action_label": message.action_label,
+        "action_url": _lazy_action_url(message, facts, link),
+        "action_label": links.LABELS[_purpose(facts)] if message.link else message.action_label,
         "portal_url": _lazy_portal_url(),
         "message": message,
     }
@@ -148,10 +166,22 @@ def _footer(message: Message, context: dict[str, Any]) -> str:
         return _line(_text(f"{TEMPLATES}/footer.txt", context))
 
 
-def render(*, message: Message, channel: Channel, facts: Facts, customer: BillingCustomer) -> Rendered:
+def render(
+    *,
+    message: Message,
+    channel: Channel,
+    facts: Facts,
+    customer: BillingCustomer,
+    delivery_id: int | None = None,
+) -> Rendered:
     """The message's text for one channel in the active language and time zone (the caller sets
-    the customer's)."""
-    context = _context(message=message, facts=facts, customer=customer)
+    the customer's).  Sent as `delivery_id`, a message with a deep link carries that delivery's."""
+    context = _context(
+        message=message,
+        facts=facts,
+        customer=customer,
+        delivery_id=None if channel == Channel.IN_APP else delivery_id,
+    )
     if channel == Channel.EMAIL:
         subject = _line(_text(message.template("subject.txt"), context))
         body = _text(message.template("email.txt"), context).strip()

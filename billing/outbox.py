@@ -17,7 +17,7 @@ from django.utils import timezone, translation
 
 from billing import channels, policy
 from billing.messages import MESSAGES, Facts, Message, facts_of, render
-from billing.models import BillingChange, BillingCustomer, Delivery
+from billing.models import BillingChange, BillingCustomer, Delivery, RecoveryCase
 from billing.money import customer_zone
 from billing.policy import Channel
 
@@ -38,10 +38,13 @@ def enqueue(
     step: str,
     facts: Facts,
     change: BillingChange | None = None,
+    via: tuple[Channel, ...] | None = None,
+    case: RecoveryCase | None = None,
 ) -> list[Delivery]:
     """Write the message's deliveries (one per channel) unless they exist, and send what is due
     once the transaction commits.  `about` names the object ("invoice:in_…"), `step` the moment
-    ("paid"): together they make the message once-only."""
+    ("paid"): together they make the message once-only.  `via` narrows the message's channels (a
+    recovery step widens them as it escalates); `case` is the recovery case it belongs to."""
     if not isinstance(facts, message.facts):
         raise TypeError(f"message {message.name!r} is written from {message.facts.__name__}")
     rules = policy.current()
@@ -49,7 +52,8 @@ def enqueue(
     zone = customer_zone(customer.time_zone)
     context = facts.model_dump(mode="json")
     created: list[Delivery] = []
-    for channel in message.channels:
+    wanted = message.channels if via is None else tuple(c for c in message.channels if c in via)
+    for channel in wanted:
         reason = policy.delivery_suppression(
             category=message.category,
             channel=channel,
@@ -73,6 +77,7 @@ def enqueue(
                     dedupe_key=dedupe_key(customer=customer, about=about, step=step, channel=channel),
                     context=context,
                     change=change,
+                    case=case,
                     status=status,
                     suppressed_reason=reason or "",
                     send_after=policy.send_after(
@@ -103,26 +108,17 @@ def _send_on_commit(delivery_id: int) -> None:
 
 def send(*, delivery_id: int) -> bool:
     """Send one delivery if it is due and not sent; True when this call sent it.  Raises
-    channels.ChannelUnavailable when the transport is down (after recording the try)."""
+    channels.ChannelUnavailable when the transport is down (after recording the try).
+
+    The delivery is claimed (`sending`, committed) before it is handed to the transport and marked
+    sent after: a worker killed in between leaves it claimed, and a claimed delivery is never sent
+    again by itself (`abandoned_claims` ends it failed, for staff to look at), because the message
+    may well have gone.  Twice is worse than once late: the customer would get it twice."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return False
     try:
-        with transaction.atomic():
-            delivery = (
-                # Lock the delivery only: without `of`, PostgreSQL also locks the joined customer
-                # row, which webhook processing holds while it calls Stripe, and skip_locked would
-                # then leave the message unsent until the periodic sweep.
-                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("customer", "customer__user")
-                .filter(pk=delivery_id, status=Status.PENDING, send_after__lte=timezone.now())
-                .first()
-            )
-            if delivery is None:
-                return False
-            _transmit(delivery)
-            delivery.attempts += 1
-            delivery.status = Status.SENT
-            delivery.sent_at = timezone.now()
-            delivery.last_error = ""
-            delivery.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+        _transmit(delivery)
     except channels.ChannelUnavailable as exc:
         _failed(delivery_id=delivery_id, error=exc, outage=True)
         raise
@@ -130,8 +126,52 @@ def send(*, delivery_id: int) -> bool:
         logger.exception("delivery %s: could not be sent", delivery_id)
         _failed(delivery_id=delivery_id, error=exc, outage=False)
         return False
+    Delivery.objects.filter(pk=delivery_id, status=Status.SENDING).update(
+        attempts=delivery.attempts + 1, status=Status.SENT, sent_at=timezone.now(), last_error=""
+    )
     logger.info("delivery %s (%s, %s) sent", delivery.pk, delivery.message, delivery.channel)
     return True
+
+
+def _claim(delivery_id: int) -> Delivery | None:
+    with transaction.atomic():
+        delivery = (
+            # Lock the delivery only: without `of`, PostgreSQL also locks the joined customer
+            # row, which webhook processing holds while it calls Stripe, and skip_locked would
+            # then leave the message unsent until the periodic sweep.
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("customer", "customer__user", "case")
+            .filter(pk=delivery_id, status=Status.PENDING, send_after__lte=timezone.now())
+            .first()
+        )
+        if delivery is None:
+            return None
+        if _case_closed(delivery):
+            delivery.status, delivery.suppressed_reason = Status.SUPPRESSED, "case_closed"
+            delivery.save(update_fields=["status", "suppressed_reason"])
+            return None
+        delivery.status, delivery.claimed_at = Status.SENDING, timezone.now()
+        delivery.save(update_fields=["status", "claimed_at"])
+    return delivery
+
+
+def _case_closed(delivery: Delivery) -> bool:
+    """A reminder of a payment that has since been made, or written off, is not sent."""
+    case = delivery.case
+    return (
+        case is not None
+        and case.status != RecoveryCase.Status.OPEN
+        and MESSAGES[delivery.message].category != "confirmation"
+    )
+
+
+def abandoned_claims(*, now: dt.datetime, older_than: dt.timedelta) -> int:
+    """Deliveries whose worker died while sending them: failed, with a note for staff (they may
+    or may not have reached the customer), never sent again by themselves."""
+    return Delivery.objects.filter(status=Status.SENDING, claimed_at__lt=now - older_than).update(
+        status=Status.FAILED,
+        last_error="The worker stopped while sending this message; it may or may not have been delivered.",
+    )
 
 
 def _transmit(delivery: Delivery) -> None:
@@ -144,6 +184,7 @@ def _transmit(delivery: Delivery) -> None:
             channel=channel,
             facts=facts_of(message=message, context=delivery.context),
             customer=customer,
+            delivery_id=delivery.pk,
         )
     channels.send(channel=channel, to=channels.address(customer=customer, channel=channel), rendered=rendered)
 
@@ -151,7 +192,7 @@ def _transmit(delivery: Delivery) -> None:
 def _failed(*, delivery_id: int, error: Exception, outage: bool) -> None:
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update(of=("self",)).filter(pk=delivery_id).first()
-        if delivery is None or delivery.status != Status.PENDING:
+        if delivery is None or delivery.status not in (Status.PENDING, Status.SENDING):
             return
         failed = policy.failure(
             policy=policy.current().messages,
@@ -166,6 +207,7 @@ def _failed(*, delivery_id: int, error: Exception, outage: bool) -> None:
             delivery.status = Status.FAILED
             logger.error("delivery %s failed for good after %s attempts", delivery_id, delivery.attempts)
         else:
+            delivery.status = Status.PENDING
             delivery.send_after = failed.retry_at
         delivery.save(update_fields=["attempts", "last_error", "status", "send_after"])
 

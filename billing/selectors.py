@@ -11,10 +11,11 @@ import dataclasses
 import functools
 from typing import Any
 
-from django.db.models import F
+from django.db.models import Count, F, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing import catalog, changes, invoice_rules, policy, reads
+from billing import catalog, changes, declines, invoice_rules, policy, reads
 from billing import pauses as policy_pauses
 from billing import plans as policy_plans
 from billing.changes import ChangeKind, ChangeResult
@@ -27,6 +28,7 @@ from billing.models import (
     Invoice,
     PaymentMethod,
     Price,
+    RecoveryCase,
     Subscription,
     Tier,
 )
@@ -642,4 +644,106 @@ def pause_page(*, customer: BillingCustomer) -> PausePage:
         state=subscription_state(subscription=sub, now=timezone.now()),
         situation=pause_situation(customer=customer, subscription=sub),
         pause=latest_pause(customer=customer),
+    )
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@dataclasses.dataclass(frozen=True)
+class FixPage:
+    """A recovery case as its fix page shows it: what happened, what to do, and with what."""
+
+    case: RecoveryCase
+    playbook: declines.Playbook
+    invoice: Invoice | None
+    card: PaymentMethod | None
+    # The card on file may be charged again (the networks' rules allow it).
+    card_chargeable: bool
+
+
+def fix_page(*, customer: BillingCustomer, case_id: int) -> FixPage | None:
+    case = RecoveryCase.objects.filter(customer=customer, pk=case_id).select_related("policy").first()
+    if case is None:
+        return None
+    decline = declines.decline_for(code=case.decline_codes[-1] if case.decline_codes else "")
+    playbook = declines.playbook_for_decline(decline=decline)
+    card = default_card(customer=customer)
+    chargeable = card is not None and not (card.stripe_id == case.payment_method_id and case.hard)
+    return FixPage(
+        case=case,
+        playbook=playbook,
+        invoice=Invoice.objects.filter(customer=customer, stripe_id=case.invoice_stripe_id).first(),
+        card=card,
+        card_chargeable=chargeable,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Notices:
+    """What every page's header shows a logged-in customer: the open recovery case (its banner),
+    and how many in-app messages are unread."""
+
+    case_id: int | None
+    invoice: str
+    amount: int
+    currency: str
+    grace_ends_at: Any
+    unread: int
+
+
+def notices(*, customer_id: int) -> Notices:
+    """One query, whatever the number of cases and messages."""
+    open_case = RecoveryCase.objects.filter(
+        customer_id=customer_id, status=RecoveryCase.Status.OPEN
+    ).order_by("opened_at")
+    unread = (
+        Delivery.objects.filter(
+            customer_id=customer_id,
+            channel=Delivery.Channel.IN_APP,
+            status=Delivery.Status.SENT,
+            read_at=None,
+        )
+        .order_by()
+        .values("customer_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    row = (
+        BillingCustomer.objects.filter(pk=customer_id)
+        .annotate(
+            case_id=Subquery(open_case.values("pk")[:1]),
+            case_invoice=Subquery(open_case.values("invoice_stripe_id")[:1]),
+            case_amount=Subquery(open_case.values("amount")[:1]),
+            case_currency=Subquery(open_case.values("currency")[:1]),
+            case_grace=Subquery(open_case.values("grace_ends_at")[:1]),
+            unread=Coalesce(Subquery(unread), 0),
+        )
+        .values("case_id", "case_invoice", "case_amount", "case_currency", "case_grace", "unread")
+        .first()
+    )
+    if row is None:
+        return Notices(case_id=None, invoice="", amount=0, currency="", grace_ends_at=None, unread=0)
+    return Notices(
+        case_id=row["case_id"],
+        invoice=row["case_invoice"] or "",
+        amount=row["case_amount"] or 0,
+        currency=row["case_currency"] or "",
+        grace_ends_at=row["case_grace"],
+        unread=row["unread"],
+    )
+
+
+MESSAGES_PAGE = 50
+
+
+def in_app_messages(*, customer: BillingCustomer) -> list[Delivery]:
+    """The customer's in-app messages, newest first (the latest MESSAGES_PAGE)."""
+    return _as_read_by(
+        customer,
+        list(
+            Delivery.objects.filter(
+                customer=customer, channel=Delivery.Channel.IN_APP, status=Delivery.Status.SENT
+            ).order_by("-created_at", "-pk")[:MESSAGES_PAGE]
+        ),
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing import changes, channels, handlers, outbox, sync
 from billing.errors import OUTAGE_CODES, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
-from billing.services import pauses
+from billing.services import pauses, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,18 @@ def resume_paused_subscriptions() -> int:
     return pauses.resume_due(limit=SWEEP_BATCH)
 
 
+@shared_task
+def recovery_due() -> int:
+    """Recovery steps whose day has come, and cases whose grace is over (each once, however often
+    this runs); a full batch queues the next run at once."""
+    now = timezone.now()
+    sent = recovery.send_due_steps(now=now, limit=SWEEP_BATCH)
+    ended = recovery.end_due(now=now, limit=SWEEP_BATCH)
+    if max(sent, ended) >= SWEEP_BATCH and not _eager():
+        transaction.on_commit(lambda: recovery_due.delay())
+    return sent + ended
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -133,8 +145,13 @@ def send_delivery(self: Any, delivery_id: int) -> bool:
         return False
 
 
+# A claimed delivery not confirmed sent after this long had its worker die mid-send.
+CLAIM_TIMEOUT = dt.timedelta(minutes=10)
+
+
 @shared_task
 def send_pending_deliveries() -> int:
+    outbox.abandoned_claims(now=timezone.now(), older_than=CLAIM_TIMEOUT)
     ids = outbox.due(now=timezone.now(), limit=SWEEP_BATCH)
     for pk in ids:
         send_delivery.delay(pk)

@@ -266,6 +266,7 @@ CELERY_BEAT_SCHEDULE = {
     "process-pending-events": {"task": "billing.tasks.process_pending_events", "schedule": 60.0},
     "send-pending-deliveries": {"task": "billing.tasks.send_pending_deliveries", "schedule": 60.0},
     "resume-paused-subscriptions": {"task": "billing.tasks.resume_paused_subscriptions", "schedule": 60.0},
+    "recovery-due": {"task": "billing.tasks.recovery_due", "schedule": 60.0},
     "reconcile-all-customers": {
         "task": "billing.tasks.reconcile_all_customers",
         "schedule": crontab(hour=3, minute=17),

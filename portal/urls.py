@@ -5,7 +5,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import views as billing_views
-from portal.views import cancels, cards, changes, dashboard, details, invoices, pauses, plans, preferences
+from portal.views import (
+    cancels,
+    cards,
+    changes,
+    dashboard,
+    details,
+    invoices,
+    pauses,
+    plans,
+    preferences,
+    recovery,
+)
 
 app_name = "portal"
 
@@ -44,6 +55,12 @@ portal_patterns = [
     path("changes/<uuid:change_id>/recheck/", changes.change_recheck, name="change_recheck"),
     path("language/", preferences.language, name="language"),
     path("details/", details.details, name="details"),
+    path("fix/<int:case_id>/", recovery.fix, name="fix"),
+    path("fix/<int:case_id>/pay/", recovery.fix_pay, name="fix_pay"),
+    path("l/<str:token>/", recovery.link, name="link"),
+    path("l-leave/", recovery.link_leave, name="link_leave"),
+    path("messages/", recovery.message_list, name="messages"),
+    path("messages/read/", recovery.messages_read, name="messages_read"),
 ]
 
 urlpatterns = [

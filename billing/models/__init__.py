@@ -12,6 +12,7 @@ from billing.models.feedback import CancellationFeedback
 from billing.models.inbox import StripeEvent
 from billing.models.mirror import Invoice, PaymentMethod, Subscription
 from billing.models.outbox import Delivery
+from billing.models.recovery import LinkEvent, PaymentAttempt, RecoveryCase, RecoveryPolicy
 
 __all__ = [
     "BillingChange",
@@ -21,8 +22,12 @@ __all__ = [
     "Interval",
     "Invoice",
     "Language",
+    "LinkEvent",
+    "PaymentAttempt",
     "PaymentMethod",
     "Price",
+    "RecoveryCase",
+    "RecoveryPolicy",
     "StripeEvent",
     "Subscription",
     "Tier",

@@ -18,6 +18,8 @@ from billing.models.customers import BillingCustomer
 class Delivery(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
+        # Handed to the transport by a worker, not yet confirmed sent (billing.outbox.send).
+        SENDING = "sending", "sending"
         SENT = "sent", "sent"
         # Given up after the policy's attempts.
         FAILED = "failed", "failed"
@@ -42,6 +44,10 @@ class Delivery(models.Model):
     change = models.ForeignKey(
         BillingChange, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The recovery case a reminder belongs to (billing.recovery), for staff and the analytics.
+    case = models.ForeignKey(
+        "billing.RecoveryCase", on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     suppressed_reason = models.CharField(max_length=40, blank=True)
     # Not sent before this moment: quiet hours in the customer's time zone, or a retry's backoff.
@@ -50,6 +56,7 @@ class Delivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -16,8 +16,9 @@ from billing import changes, gateway, messages, policy, selectors, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
 from billing.messages import Facts
-from billing.models import BillingChange, BillingCustomer, PaymentMethod
+from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, RecoveryCase
 from billing.policy import Category, Channel
+from billing.services import recovery
 from billing.services.customers import ensure_stripe_customer
 from billing.state import subscription_state
 
@@ -66,7 +67,9 @@ class InvoicePayment(ChangeResult):
 
 
 class CardAddResult(CardDefaultResult):
+    # The oldest unpaid invoice, tried with the new card, and the ones after it.
     payment: InvoicePayment | None = None
+    more_payments: tuple[InvoicePayment, ...] = ()
 
 
 # --------------------------------------------------------------------------- messages
@@ -212,15 +215,9 @@ def card_from_setup(*, customer: BillingCustomer, setup_intent_id: str) -> gatew
     return card
 
 
-def _pay_open_invoice(
-    change: BillingChange, customer: BillingCustomer, payment_method: str
-) -> InvoicePayment | None:
-    """An unpaid invoice is tried again at once with the new card (oldest first), and the customer
-    is told how it went."""
-    unpaid = selectors.open_invoices(customer=customer)
-    if not unpaid:
-        return None
-    invoice = unpaid[0]
+def _pay(
+    change: BillingChange, invoice: Invoice, payment_method: str
+) -> tuple[InvoicePayment, gateway.Invoice | None]:
     facts = {"invoice": invoice.stripe_id, "amount": invoice.amount_remaining, "currency": invoice.currency}
     try:
         paid = gateway.invoice_pay(
@@ -229,12 +226,48 @@ def _pay_open_invoice(
             idempotency_key=change.idempotency_key(f"pay-{invoice.stripe_id}"),
         )
     except CardDeclined as exc:
-        return InvoicePayment(**facts, outcome="declined", decline_code=exc.decline_code or exc.code)
+        return InvoicePayment(**facts, outcome="declined", decline_code=exc.decline_code or exc.code), None
     except ActionRequired:
-        return InvoicePayment(**facts, outcome="action_required")
-    sync.invoice_from_stripe(customer=customer, data=paid.raw, state_at=timezone.now())
+        return InvoicePayment(**facts, outcome="action_required"), None
     outcome: Literal["paid", "declined", "action_required"] = "paid" if paid.status == "paid" else "declined"
-    return InvoicePayment(**facts, outcome=outcome)
+    return InvoicePayment(**facts, outcome=outcome), paid
+
+
+def _pay_open_invoices(
+    change: BillingChange, customer: BillingCustomer, payment_method: str
+) -> list[InvoicePayment]:
+    """Every unpaid invoice is tried again at once with the new card, oldest first, and the
+    customer is told how it went.  A decline stops there: the same card would only be declined
+    again on the next one (and every try counts against it with the card networks)."""
+    payments: list[InvoicePayment] = []
+    for invoice in selectors.open_invoices(customer=customer):
+        payment, paid = _pay(change, invoice, payment_method)
+        payments.append(payment)
+        recovery.record_payment(
+            customer=customer,
+            invoice_id=invoice.stripe_id,
+            payment_method_id=payment_method,
+            change=change,
+            outcome=payment.outcome,
+            decline_code=payment.decline_code,
+        )
+        if paid is None or payment.outcome != "paid":
+            break
+        sync.invoice_from_stripe(customer=customer, data=paid.raw, state_at=timezone.now())
+        recovery.settled(
+            customer=customer, invoice_id=invoice.stripe_id, outcome=RecoveryCase.Outcome.CARD_UPDATE
+        )
+    declined = next((p.decline_code for p in payments if p.outcome == "declined"), "")
+    recovery.resume_collecting(customer=customer, change=change, decline_code=declined)
+    return payments
+
+
+def _recovered(change: BillingChange, payments: tuple[InvoicePayment, ...]) -> bool:
+    return RecoveryCase.objects.filter(
+        customer_id=change.customer_id,
+        invoice_stripe_id__in=[p.invoice for p in payments],
+        outcome=RecoveryCase.Outcome.CARD_UPDATE,
+    ).count() == len(payments)
 
 
 # --------------------------------------------------------------------------- the kinds
@@ -262,16 +295,26 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
     ) -> CardAddResult:
         card = card_from_setup(customer=customer, setup_intent_id=params.setup_intent)
         default = make_default(change=change, customer=customer, payment_method=card.id)
-        payment = _pay_open_invoice(change, customer, card.id)
-        return CardAddResult(**default.model_dump(), payment=payment)
+        payments = _pay_open_invoices(change, customer, card.id)
+        return CardAddResult(
+            **default.model_dump(),
+            payment=payments[0] if payments else None,
+            more_payments=tuple(payments[1:]),
+        )
 
     def confirmation(
         self, *, change: BillingChange, params: CardAddParams, result: CardAddResult
-    ) -> Confirmation:
+    ) -> Confirmation | None:
         card = {"brand": result.brand, "last4": result.last4}
         payment = result.payment
         if payment is None:
             return Confirmation(CARD_ADDED, CardAddedFacts(**card, **_next_charge(change.customer)))
+        every = (payment, *result.more_payments)
+        failed = next((p for p in every if p.outcome != "paid"), None)
+        if failed is None and _recovered(change, every):
+            # The recovery case's thank-you says it, in the channel the customer came from.
+            return None
+        payment = failed or payment
         message = {
             "paid": CARD_ADDED_INVOICE_PAID,
             "declined": CARD_ADDED_PAYMENT_DECLINED,
@@ -279,7 +322,7 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         }[payment.outcome]
         facts = CardPaymentFacts(
             **card,
-            amount=payment.amount,
+            amount=payment.amount if failed else sum(p.amount for p in every),
             currency=payment.currency,
             decline_code=payment.decline_code,
             change_id=str(change.pk),
@@ -287,8 +330,8 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         return Confirmation(message, facts)
 
     def awaiting_approval(self, *, result: CardAddResult) -> str:
-        payment = result.payment
-        return payment.invoice if payment and payment.outcome == "action_required" else ""
+        every = (result.payment, *result.more_payments) if result.payment else ()
+        return next((p.invoice for p in every if p.outcome == "action_required"), "")
 
     def approved(
         self,
@@ -299,7 +342,19 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         invoice: gateway.Invoice,
     ) -> tuple[CardAddResult, Confirmation | None]:
         assert result.payment is not None
+        case = recovery.settled(
+            customer=customer, invoice_id=invoice.id, outcome=RecoveryCase.Outcome.CARD_UPDATE
+        )
+        if result.payment.invoice != invoice.id:
+            more = tuple(
+                p.model_copy(update={"outcome": "paid"}) if p.invoice == invoice.id else p
+                for p in result.more_payments
+            )
+            return result.model_copy(update={"more_payments": more}), None
         payment = result.payment.model_copy(update={"outcome": "paid"})
+        if case is not None:
+            # The recovery case's thank-you says it.
+            return result.model_copy(update={"payment": payment}), None
         facts = CardPaymentFacts(
             brand=result.brand,
             last4=result.last4,

@@ -26,9 +26,9 @@ from billing import changes, gateway, invoice_rules, messages, outbox, selectors
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
 from billing.messages import Facts
-from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod
+from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, RecoveryCase
 from billing.policy import Category, Channel
-from billing.services import cards, mirrored
+from billing.services import cards, mirrored, recovery
 
 InvoiceId = Annotated[str, StringConstraints(pattern=r"^in_[A-Za-z0-9_]{1,200}$")]
 PaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
@@ -58,8 +58,11 @@ PAYMENT_RECEIVED = messages.declare(
 
 
 def invoice_paid(*, customer: BillingCustomer, invoice: gateway.Invoice) -> None:
-    """A receipt for every paid invoice with money in it; its dedupe key makes it once-only."""
+    """A receipt for every paid invoice with money in it; its dedupe key makes it once-only.  An
+    invoice that had a recovery case gets the case's thank-you instead (one message, not two)."""
     if invoice.status != "paid" or invoice.amount_paid <= 0:
+        return
+    if RecoveryCase.objects.filter(invoice_stripe_id=invoice.id).exists():
         return
     outbox.enqueue(
         customer=customer,
@@ -98,6 +101,8 @@ class InvoicePayResult(ChangeResult):
     outcome: Outcome
     decline_code: str = ""
     new_card: bool = False
+    # The invoice had a recovery case, which this payment closed (its thank-you confirms it).
+    recovered: bool = False
 
 
 class InvoicePaidFacts(Facts):
@@ -227,13 +232,30 @@ class InvoicePay(ChangeKind[InvoicePayParams, InvoicePayResult]):
         if outcome == "paid" and paid.status != "paid":
             outcome = "declined"
         amount = paid.amount_paid if outcome in ("paid", "already_paid") else paid.amount_remaining
-        return InvoicePayResult(**common, amount=amount, outcome=outcome, decline_code=decline_code)
+        recovery.record_payment(
+            customer=customer,
+            invoice_id=invoice.stripe_id,
+            payment_method_id=card_id,
+            change=change,
+            outcome=outcome,
+            decline_code=decline_code,
+        )
+        recovered = False
+        if outcome == "paid":
+            case = recovery.settled(
+                customer=customer, invoice_id=invoice.stripe_id, outcome=_recovered_by(params)
+            )
+            recovered = case is not None
+        return InvoicePayResult(
+            **common, amount=amount, outcome=outcome, decline_code=decline_code, recovered=recovered
+        )
 
     def confirmation(
         self, *, change: BillingChange, params: InvoicePayParams, result: InvoicePayResult
     ) -> Confirmation | None:
-        if result.outcome == "already_paid":
-            # Nothing was charged by this change; the payment that was made has its receipt.
+        if result.outcome == "already_paid" or (result.outcome == "paid" and result.recovered):
+            # Nothing was charged by this change, and the payment that was made has its receipt;
+            # or it closed a recovery case, whose thank-you confirms it.
             return None
         if result.outcome == "paid":
             return Confirmation(INVOICE_PAID_NOW, _paid_facts(result))
@@ -261,8 +283,20 @@ class InvoicePay(ChangeKind[InvoicePayParams, InvoicePayResult]):
             # The customer paid it with another card instead of approving this one: that payment
             # was confirmed; this one charged nothing.
             return result.model_copy(update={"outcome": "already_paid", "amount": invoice.amount_paid}), None
-        paid = result.model_copy(update={"outcome": "paid", "amount": invoice.amount_paid})
+        case = recovery.settled(
+            customer=customer, invoice_id=invoice.id, outcome=_recovered_by(change.params)
+        )
+        paid = result.model_copy(
+            update={"outcome": "paid", "amount": invoice.amount_paid, "recovered": case is not None}
+        )
+        if case is not None:
+            return paid, None
         return paid, Confirmation(INVOICE_PAID_NOW, _paid_facts(paid))
+
+
+def _recovered_by(params: InvoicePayParams | dict[str, object]) -> RecoveryCase.Outcome:
+    new_card = params.get("setup_intent") if isinstance(params, dict) else params.setup_intent
+    return RecoveryCase.Outcome.CARD_UPDATE if new_card else RecoveryCase.Outcome.PAY_NOW
 
 
 def _paid_facts(result: InvoicePayResult) -> InvoicePaidFacts:
@@ -345,6 +379,10 @@ def invoice_pay(
         )
         if card_refusal:
             raise Refused(card_refusal)
+        if recovery.card_refusal(payment_method_id=card.stripe_id):
+            # The card networks' rules (billing.declines): a card declined for good, or tried
+            # too often this month, is not charged again.
+            raise Refused(gettext("This card can't be charged again. Please pay with another card."))
     params = InvoicePayParams(
         invoice=invoice.stripe_id,
         payment_method=card.stripe_id if setup_intent_id is None and card is not None else None,

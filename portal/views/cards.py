@@ -15,8 +15,9 @@ from billing import changes, selectors
 from billing.errors import BillingError, Refused, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, PaymentMethod
 from billing.services import cards
+from portal import customers
 from portal.forms import AttemptForm, BackupForm, CardActionForm, SetupIntentForm, new_token
-from portal.views.common import View, bad_request, customer_view, found_or_404
+from portal.views.common import View, bad_request, customer_view, found_or_404, link_view
 
 
 def _after_change(change: BillingChange) -> HttpResponse:
@@ -32,7 +33,7 @@ def card_list(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespons
 
 
 @require_GET
-@customer_view
+@link_view(customers.updates_card)
 def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     context = {
         "stripe_js_url": settings.STRIPE_JS_URL,
@@ -49,7 +50,7 @@ def card_add(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse
 
 
 @require_POST
-@customer_view
+@link_view(customers.updates_card)
 def card_setup(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     form = AttemptForm(request.POST)
     if not form.is_valid():
@@ -76,7 +77,7 @@ def card_setup(request: HttpRequest, *, customer: BillingCustomer) -> HttpRespon
 
 
 @require_POST
-@customer_view
+@link_view(customers.updates_card)
 def card_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     form = SetupIntentForm(request.POST)
     if not form.is_valid():
@@ -85,11 +86,12 @@ def card_confirm(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
     change = cards.card_add(
         customer=customer, setup_intent_id=form.cleaned_data["setup_intent"], requested_by=request.user
     )
+    customers.link_used(request, change=change)
     return _after_change(change)
 
 
 @require_GET
-@customer_view
+@link_view(customers.updates_card)
 def card_return(request: HttpRequest, *, customer: BillingCustomer) -> HttpResponse:
     """Where the bank's page sends the customer back after 3-D Secure: a GET only shows a page;
     the page posts the confirmation."""

@@ -12,7 +12,8 @@ from billing import changes, selectors
 from billing.errors import BillingError
 from billing.models import BillingChange, BillingCustomer
 from billing.services import approvals
-from portal.views.common import customer_view, found_or_404
+from portal import customers
+from portal.views.common import found_or_404, link_view
 
 
 def _change(customer: BillingCustomer, change_id: uuid.UUID) -> BillingChange:
@@ -20,7 +21,7 @@ def _change(customer: BillingCustomer, change_id: uuid.UUID) -> BillingChange:
 
 
 @require_GET
-@customer_view
+@link_view(customers.made_change)
 def change_detail(request: HttpRequest, change_id: uuid.UUID, *, customer: BillingCustomer) -> HttpResponse:
     """The change's state; while pending, the htmx partial polls this URL until Stripe has it."""
     view = selectors.change_view(change=_change(customer, change_id))
@@ -34,7 +35,7 @@ def change_detail(request: HttpRequest, change_id: uuid.UUID, *, customer: Billi
 
 
 @require_POST
-@customer_view
+@link_view(customers.made_change)
 def change_retry(request: HttpRequest, change_id: uuid.UUID, *, customer: BillingCustomer) -> HttpResponse:
     """Try a pending change now instead of after its wait."""
     changes.retry_now(change=_change(customer, change_id))
@@ -42,7 +43,7 @@ def change_retry(request: HttpRequest, change_id: uuid.UUID, *, customer: Billin
 
 
 @require_POST
-@customer_view
+@link_view(customers.made_change)
 def change_approve(request: HttpRequest, change_id: uuid.UUID, *, customer: BillingCustomer) -> HttpResponse:
     """What the browser needs to show the bank's check for a payment the customer approves now."""
     change = _change(customer, change_id)
@@ -58,7 +59,7 @@ def change_approve(request: HttpRequest, change_id: uuid.UUID, *, customer: Bill
 
 
 @require_POST
-@customer_view
+@link_view(customers.made_change)
 def change_recheck(request: HttpRequest, change_id: uuid.UUID, *, customer: BillingCustomer) -> HttpResponse:
     change = _change(customer, change_id)
     try:

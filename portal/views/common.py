@@ -1,4 +1,5 @@
-"""What every portal view needs: a logged-in user with a billing customer, and only theirs."""
+"""What every portal view needs: a logged-in user with a billing customer, and only theirs; or,
+for the few views a deep link opens, the customer the link names, for its action only."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from portal.customers import customer_of
+from portal.customers import Grant, customer_of, grant_of, link_customer
 
 View = Callable[..., HttpResponse]
 T = TypeVar("T")
+# Whether a deep link's grant lets this view run with these URL arguments.
+LinkRule = Callable[[Grant, dict[str, Any]], bool]
 
 
 def customer_view(view: View) -> View:
@@ -29,6 +33,29 @@ def customer_view(view: View) -> View:
         return view(request, *args, customer=customer, **kwargs)
 
     return wrapper
+
+
+def link_view(rule: LinkRule) -> Callable[[View], View]:
+    """As customer_view for a logged-in customer; without a login, the customer a deep link's
+    button opened this browser for, if `rule` says the link covers this view and its arguments.
+    Anything else asks for a login, as every other page does."""
+
+    def decorate(view: View) -> View:
+        logged_in = customer_view(view)
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.user.is_authenticated:
+                return logged_in(request, *args, **kwargs)
+            grant = grant_of(request)
+            customer = link_customer(request, grant=grant) if grant and rule(grant, kwargs) else None
+            if customer is None:
+                return redirect_to_login(request.get_full_path())
+            return view(request, *args, customer=customer, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def bad_request(request: HttpRequest, message: str) -> HttpResponse:

@@ -16,8 +16,9 @@ from billing import selectors
 from billing.errors import Refused
 from billing.models import BillingCustomer, Invoice
 from billing.services import invoices
+from portal import customers
 from portal.forms import InvoicePayForm, SetupIntentForm, new_token
-from portal.views.common import customer_view, found_or_404
+from portal.views.common import customer_view, found_or_404, link_view
 
 
 def _invoice(customer: BillingCustomer, invoice_id: str) -> Invoice:
@@ -33,7 +34,7 @@ def invoice_list(request: HttpRequest, *, customer: BillingCustomer) -> HttpResp
 
 
 @require_GET
-@customer_view
+@link_view(customers.pays_invoice)
 def invoice_pay(request: HttpRequest, invoice_id: str, *, customer: BillingCustomer) -> HttpResponse:
     """Pay one open invoice with another card: the Payment Element, then the payment."""
     invoice = _invoice(customer, invoice_id)
@@ -56,7 +57,7 @@ def invoice_pay(request: HttpRequest, invoice_id: str, *, customer: BillingCusto
 
 
 @require_POST
-@customer_view
+@link_view(customers.pays_invoice)
 def invoice_pay_confirm(request: HttpRequest, invoice_id: str, *, customer: BillingCustomer) -> HttpResponse:
     invoice = _invoice(customer, invoice_id)
     form = InvoicePayForm(request.POST)
@@ -86,11 +87,12 @@ def invoice_pay_confirm(request: HttpRequest, invoice_id: str, *, customer: Bill
     except Refused as exc:
         messages.error(request, str(exc))
         return redirect("portal:invoices")
+    customers.link_used(request, change=change)
     return redirect("portal:change", change_id=change.pk)
 
 
 @require_GET
-@customer_view
+@link_view(customers.pays_invoice)
 def invoice_pay_return(request: HttpRequest, invoice_id: str, *, customer: BillingCustomer) -> HttpResponse:
     """Where the bank's page sends the customer back after 3-D Secure: a GET only shows a page;
     the page posts the confirmation."""

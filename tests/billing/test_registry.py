@@ -5,6 +5,7 @@ wanted, is held or suppressed, never lost."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import pathlib
 import re
 import types
@@ -37,6 +38,14 @@ def _example(model: type[Facts]) -> Facts:
             annotation = next(a for a in get_args(annotation) if a is not type(None))
         if annotation is dt.datetime:
             values[name] = dt.datetime(2027, 3, 21, 12, tzinfo=dt.UTC)  # "March", "mars", "maart"
+        elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            values[name] = next(iter(annotation))
+        elif annotation is int and name.endswith("_id"):
+            values[name] = 4242
+        elif name == "family":
+            values[name] = "insufficient_funds"
+        elif name == "end_action":
+            values[name] = "restrict"
         elif name.endswith("_id"):
             values[name] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))  # the same in every rendering
         elif annotation is int:

@@ -1,0 +1,695 @@
+"""Payment recovery: a case per failed invoice, its reminders on the policy's days, retries stopped
+after a hard decline and resumed by a new card, and a thank-you when it is paid.
+
+Who calls what:
+- the webhook handler (customer row locked): `invoice_event` for every invoice event; a failed
+  renewal opens or updates its case, a paid one closes it, a voided one writes it off;
+- the card and invoice changes: `card_refusal` before trying a card, `settled` when their payment
+  paid a case's invoice, `new_card` when a card arrives;
+- the beat job `recovery_due`: `send_due_steps` and `end_due` (set-based, in batches).
+
+The rules (the policy, when a step goes, the caps, access) are billing/recovery.py; the decline
+playbook is billing/declines.py.  Every message is a Delivery keyed by case, step and channel, so
+duplicate webhooks, task retries and a worker killed mid-send never send one twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from billing import changes, declines, gateway, messages, outbox, recovery, sync
+from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
+from billing.links import Purpose
+from billing.messages import Facts
+from billing.models import (
+    BillingChange,
+    BillingCustomer,
+    Delivery,
+    Invoice,
+    LinkEvent,
+    PaymentAttempt,
+    RecoveryCase,
+    RecoveryPolicy,
+    Subscription,
+)
+from billing.policy import Category, Channel
+
+logger = logging.getLogger(__name__)
+
+Status = RecoveryCase.Status
+Outcome = RecoveryCase.Outcome
+
+# The invoices Stripe retries by itself and a customer may not be watching: renewals.  A first
+# payment or a plan change is made on the page, where its own message tells the customer.
+RECOVERED_REASONS = frozenset({"subscription_cycle", "subscription_threshold"})
+FAILURE_EVENTS = frozenset({"invoice.payment_failed", "invoice.payment_action_required", "invoice.updated"})
+ALL_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.IN_APP)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class RecoveryFacts(Facts):
+    case_id: int
+    invoice: str
+    number: str
+    amount: int
+    currency: str
+    # billing.declines: the family of the latest decline (its texts), the code, and the action.
+    family: str
+    decline_code: str
+    hard: bool
+    action: Purpose
+    # When access ends, and what happens then (billing.recovery.EndAction).
+    grace_ends_at: dt.datetime
+    end_action: str
+    next_retry_at: dt.datetime | None = None
+
+
+class RecoveredFacts(Facts):
+    case_id: int
+    invoice: str
+    number: str
+    amount: int
+    currency: str
+
+
+def _reminder(tone: recovery.Tone, category: Category) -> messages.Message:
+    return messages.declare(
+        f"payment_failed_{tone}",
+        category=category,
+        channels=ALL_CHANNELS,
+        facts=RecoveryFacts,
+        action="portal:fix",
+        action_args=("case_id",),
+        action_label=_("Fix the payment"),
+        link=True,
+    )
+
+
+# The day-3 reminder may be switched off; the others are news of the customer's money.
+REMINDERS: dict[recovery.Tone, messages.Message] = {
+    recovery.Tone.FRIENDLY: _reminder(recovery.Tone.FRIENDLY, Category.PAYMENT_CRITICAL),
+    recovery.Tone.REMINDER: _reminder(recovery.Tone.REMINDER, Category.REMINDER),
+    recovery.Tone.DIRECT: _reminder(recovery.Tone.DIRECT, Category.PAYMENT_CRITICAL),
+    recovery.Tone.FINAL: _reminder(recovery.Tone.FINAL, Category.PAYMENT_CRITICAL),
+}
+PAYMENT_RECOVERED = messages.declare(
+    "payment_recovered",
+    category=Category.CONFIRMATION,
+    channels=ALL_CHANNELS,
+    facts=RecoveredFacts,
+    # Closing the loop is news the moment it happens, whatever the hour: they just paid.
+    prompted=True,
+)
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def active_policy() -> RecoveryPolicy:
+    """The newest policy version; the first use writes version 1 from the defaults."""
+    latest = RecoveryPolicy.objects.order_by("-version").first()
+    if latest is not None:
+        return latest
+    try:
+        with transaction.atomic():
+            return RecoveryPolicy.objects.create(
+                version=1, reason="the defaults", **recovery.DEFAULT.model_dump(mode="json")
+            )
+    except IntegrityError:
+        return RecoveryPolicy.objects.get(version=1)
+
+
+def policy_data(policy: RecoveryPolicy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in recovery.Policy.model_fields}
+
+
+def policy_of(case: RecoveryCase) -> recovery.Policy:
+    return recovery.spec(policy_data(case.policy))
+
+
+# --------------------------------------------------------------------------- opening and updating
+
+
+def invoice_event(*, customer: BillingCustomer, invoice: gateway.Invoice, event_type: str) -> None:
+    """What an invoice event means for recovery; the customer's row is locked by the caller."""
+    if invoice.status == "paid":
+        settled(customer=customer, invoice_id=invoice.id, outcome=None)
+    elif invoice.status in ("void", "uncollectible"):
+        _written_off(customer=customer, invoice_id=invoice.id)
+    elif invoice.status == "open" and event_type in FAILURE_EVENTS:
+        if event_type == "invoice.updated" and not _worth_a_look(customer, invoice):
+            return
+        payment_failed(customer=customer, invoice_id=invoice.id)
+
+
+def _worth_a_look(customer: BillingCustomer, invoice: gateway.Invoice) -> bool:
+    """`invoice.updated` opens a case only if the failure events were lost or came first in another
+    order: an attempted renewal with money owed and no case yet."""
+    raw = invoice.raw
+    return (
+        bool(raw.get("attempted"))
+        and int(raw.get("attempt_count") or 0) > 0
+        and raw.get("billing_reason") in RECOVERED_REASONS
+        and not RecoveryCase.objects.filter(invoice_stripe_id=invoice.id).exists()
+    )
+
+
+def payment_failed(*, customer: BillingCustomer, invoice_id: str) -> RecoveryCase | None:
+    """Open the invoice's case (once), or bring it up to date after another failed attempt: its
+    attempts, the latest decline, and whether Stripe may go on retrying the card."""
+    found = gateway.invoice_attempts(invoice_id=invoice_id)
+    raw = found.invoice.raw
+    if (
+        found.invoice.status != "open"
+        or raw.get("billing_reason") not in RECOVERED_REASONS
+        or found.invoice.amount_remaining <= 0
+        or not (found.charges or found.waiting_for_approval)
+    ):
+        return None
+    sync.invoice_from_stripe(customer=customer, data=raw, state_at=timezone.now())
+    now = timezone.now()
+    code = found.decline_code or ("authentication_required" if found.waiting_for_approval else "")
+    decline = declines.decline_for(code=code, advice_code=found.advice_code)
+    case = RecoveryCase.objects.select_for_update().filter(invoice_stripe_id=invoice_id).first()
+    opened = case is None
+    if case is None:
+        policy = active_policy()
+        grace_days = recovery.spec(policy_data(policy)).grace_days
+        subscription = gateway.ref_id(
+            ((raw.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        )
+        case = RecoveryCase.objects.create(
+            customer=customer,
+            invoice_stripe_id=invoice_id,
+            subscription_stripe_id=subscription,
+            amount=found.invoice.amount_remaining,
+            currency=found.invoice.currency or customer.currency,
+            family=decline.family,
+            hard=decline.hard,
+            action=decline.action,
+            payment_method_id=found.payment_method_id,
+            policy=policy,
+            opened_at=now,
+            grace_ends_at=now + dt.timedelta(days=grace_days),
+            next_step=0,
+            next_step_at=now,
+        )
+    _record_attempts(customer=customer, case=case, found=found)
+    codes = list(case.decline_codes)
+    if code and (not codes or codes[-1] != code or opened):
+        codes.append(code)
+    case.decline_codes = codes[-20:]
+    case.family, case.hard, case.action = decline.family, decline.hard, decline.action
+    case.payment_method_id = found.payment_method_id or case.payment_method_id
+    case.amount = found.invoice.amount_remaining
+    case.save(update_fields=["decline_codes", "family", "hard", "action", "payment_method_id", "amount"])
+    refusal = _guardrail(case=case, decline=decline)
+    if refusal and case.retries_stopped_at is None and raw.get("auto_advance"):
+        _stop_retries(case=case, reason=refusal)
+    if opened:
+        logger.info("recovery case %s opened for %s (%s)", case.pk, invoice_id, code or "no code")
+        _advance(case=case, now=now)
+    return case
+
+
+def _record_attempts(
+    *, customer: BillingCustomer, case: RecoveryCase, found: gateway.InvoiceAttempts
+) -> None:
+    rows = [
+        PaymentAttempt(
+            case=case,
+            customer=customer,
+            stripe_id=charge.id,
+            invoice_stripe_id=case.invoice_stripe_id,
+            payment_method_id=charge.payment_method_id,
+            at=dt.datetime.fromtimestamp(charge.created, tz=dt.UTC),
+            succeeded=charge.succeeded,
+            decline_code=charge.decline_code,
+            advice_code=charge.advice_code,
+        )
+        for charge in found.charges
+    ]
+    if found.waiting_for_approval:
+        # A payment waiting for 3-D Secure made no charge, but it was an attempt on the card.
+        count = int(found.invoice.raw.get("attempt_count") or 0)
+        rows.append(
+            PaymentAttempt(
+                case=case,
+                customer=customer,
+                stripe_id=f"{found.payment_intent_id}:auth:{count}",
+                invoice_stripe_id=case.invoice_stripe_id,
+                payment_method_id=found.payment_method_id,
+                at=timezone.now(),
+                decline_code="authentication_required",
+            )
+        )
+    PaymentAttempt.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _guardrail(*, case: RecoveryCase, decline: declines.Decline) -> str | None:
+    """Why Stripe must not retry the case's card again: a hard decline, or the networks' rules
+    (counted over every attempt we know of on the card, ours and Stripe's)."""
+    if decline.hard:
+        return "hard_decline"
+    return card_guardrail(payment_method_id=case.payment_method_id)
+
+
+def card_guardrail(*, payment_method_id: str) -> str | None:
+    if not payment_method_id:
+        return None
+    since = timezone.now() - declines.ATTEMPT_WINDOW
+    attempts = PaymentAttempt.objects.filter(payment_method_id=payment_method_id, at__gte=since)
+    codes = list(attempts.exclude(decline_code="").values_list("decline_code", flat=True))
+    advice = list(attempts.exclude(advice_code="").values_list("advice_code", flat=True))
+    return declines.retry_refusal(
+        decline_codes_on_card=codes, attempts_in_window=attempts.count(), advice_codes=advice
+    )
+
+
+def _stop_retries(*, case: RecoveryCase, reason: str) -> None:
+    gateway.invoice_stop_collecting(
+        invoice_id=case.invoice_stripe_id,
+        idempotency_key=f"recovery-{case.pk}-stop-{len(case.decline_codes)}",
+    )
+    case.retries_stopped_at = timezone.now()
+    case.retries_stopped_reason = reason
+    case.save(update_fields=["retries_stopped_at", "retries_stopped_reason"])
+    Invoice.objects.filter(stripe_id=case.invoice_stripe_id).update(next_payment_attempt=None)
+    logger.info("recovery case %s: automatic retries stopped (%s)", case.pk, reason)
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _facts(case: RecoveryCase) -> RecoveryFacts:
+    invoice = Invoice.objects.filter(stripe_id=case.invoice_stripe_id).first()
+    family = declines.Family(case.family)
+    return RecoveryFacts(
+        case_id=case.pk,
+        invoice=case.invoice_stripe_id,
+        number=invoice.number if invoice else "",
+        amount=case.amount,
+        currency=case.currency,
+        family=family,
+        decline_code=case.decline_codes[-1] if case.decline_codes else "",
+        hard=case.hard,
+        action=Purpose(case.action),
+        grace_ends_at=case.grace_ends_at,
+        end_action=case.policy.end_action,
+        next_retry_at=invoice.next_payment_attempt if invoice and case.retries_stopped_at is None else None,
+    )
+
+
+def _recent_sends(*, customer_id: int, now: dt.datetime) -> list[dt.datetime]:
+    """When the customer's recovery messages of the last 24 hours were written (one time per
+    message, whatever its channels)."""
+    return sorted(
+        set(
+            Delivery.objects.filter(
+                customer_id=customer_id, case__isnull=False, created_at__gt=now - recovery.CAP_WINDOW
+            )
+            .exclude(message=PAYMENT_RECOVERED.name)
+            .values_list("created_at", flat=True)
+        )
+    )
+
+
+def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
+    """Send the case's next step if its time has come (holding it for a retry or the cap if need
+    be), and plan the one after."""
+    if case.status != Status.OPEN or case.next_step_at is None:
+        return
+    policy = policy_of(case)
+    if case.next_step >= len(policy.steps):
+        case.next_step_at = None
+        case.save(update_fields=["next_step_at"])
+        return
+    step = policy.steps[case.next_step]
+    invoice = Invoice.objects.filter(stripe_id=case.invoice_stripe_id).first()
+    at = recovery.send_time(
+        due=case.next_step_at,
+        first=case.next_step == 0,
+        hard=case.hard or case.retries_stopped_at is not None,
+        next_retry_at=invoice.next_payment_attempt if invoice else None,
+        hold_hours=policy.retry_hold_hours,
+        recent_sends=_recent_sends(customer_id=case.customer_id, now=now),
+        daily_cap=policy.daily_cap,
+    )
+    if at > now:
+        case.next_step_at = at
+        case.save(update_fields=["next_step_at"])
+        return
+    skip = step.condition == recovery.Condition.UNOPENED and case.link_events.exists()
+    if not skip:
+        outbox.enqueue(
+            customer=case.customer,
+            message=REMINDERS[step.tone],
+            about=f"invoice:{case.invoice_stripe_id}",
+            step=f"recovery:{case.next_step}:{step.name}",
+            facts=_facts(case),
+            via=step.channels,
+            case=case,
+        )
+    case.next_step += 1
+    following = policy.steps[case.next_step] if case.next_step < len(policy.steps) else None
+    case.next_step_at = recovery.step_due(opened_at=case.opened_at, step=following) if following else None
+    case.save(update_fields=["next_step", "next_step_at"])
+
+
+def send_due_steps(*, now: dt.datetime, limit: int) -> int:
+    """The steps whose time has come, a case at a time (one failing case never holds up the rest)."""
+    ids = list(
+        RecoveryCase.objects.filter(status=Status.OPEN, next_step_at__lte=now)
+        .order_by("next_step_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        try:
+            with transaction.atomic():
+                case = (
+                    RecoveryCase.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("customer", "policy")
+                    .filter(pk=pk, status=Status.OPEN, next_step_at__lte=now)
+                    .first()
+                )
+                if case is not None:
+                    _advance(case=case, now=now)
+        except Exception:
+            logger.exception("recovery case %s: its step could not be sent", pk)
+    return len(ids)
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def _paying_change(case: RecoveryCase) -> Outcome | None:
+    """Which of the customer's own payments paid the invoice, if one did (one approved with their
+    bank after the fact is heard of by webhook)."""
+    found = BillingChange.objects.filter(
+        customer_id=case.customer_id,
+        created_at__gte=case.opened_at,
+        status=BillingChange.Status.APPLIED,
+        kind__in=("card_add", "invoice_pay"),
+    ).order_by("-created_at")
+    for change in found[:20]:
+        result = change.result or {}
+        paid_here = result.get("invoice") == case.invoice_stripe_id and result.get("outcome") == "paid"
+        if change.kind == "invoice_pay" and paid_here:
+            return Outcome.CARD_UPDATE if result.get("new_card") else Outcome.PAY_NOW
+        if change.kind == "card_add":
+            paid = [p for p in [result.get("payment"), *(result.get("more_payments") or [])] if p]
+            if any(p.get("invoice") == case.invoice_stripe_id and p.get("outcome") == "paid" for p in paid):
+                return Outcome.CARD_UPDATE
+    return None
+
+
+def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | None) -> RecoveryCase | None:
+    """The case's invoice is paid: the case closes (once), reminders not yet sent never go, and
+    the customer gets one thank-you.  `outcome` is the customer's payment that paid it, or None
+    to find out (Stripe's retry unless one of their payments did)."""
+    case = (
+        RecoveryCase.objects.select_for_update(of=("self",))
+        .select_related("policy")
+        .filter(customer=customer, invoice_stripe_id=invoice_id)
+        .first()
+    )
+    if case is None or case.status == Status.RECOVERED:
+        return case
+    case.status = Status.RECOVERED
+    case.outcome = outcome or _paying_change(case) or Outcome.RETRY
+    case.closed_at = timezone.now()
+    case.next_step_at = None
+    case.save(update_fields=["status", "outcome", "closed_at", "next_step_at"])
+    _drop_unsent(case)
+    invoice = Invoice.objects.filter(stripe_id=invoice_id).first()
+    outbox.enqueue(
+        customer=customer,
+        message=PAYMENT_RECOVERED,
+        about=f"invoice:{invoice_id}",
+        step="recovered",
+        facts=RecoveredFacts(
+            case_id=case.pk,
+            invoice=invoice_id,
+            number=invoice.number if invoice else "",
+            amount=case.amount,
+            currency=case.currency,
+        ),
+        via=(last_used_channel(case), Channel.IN_APP),
+        case=case,
+    )
+    logger.info("recovery case %s recovered (%s)", case.pk, case.outcome)
+    return case
+
+
+def last_used_channel(case: RecoveryCase) -> Channel:
+    """The channel the customer last answered through: the message whose link they clicked last,
+    else email."""
+    clicked = LinkEvent.objects.filter(case=case).select_related("delivery").order_by("-at").first()
+    if clicked is not None and clicked.delivery.channel in (Channel.EMAIL, Channel.SMS):
+        return Channel(clicked.delivery.channel)
+    return Channel.EMAIL
+
+
+def _drop_unsent(case: RecoveryCase) -> None:
+    """Reminders written but not sent yet (quiet hours, a retry's backoff) never go once the case
+    is closed; a send in progress holds its row, and this waits for it."""
+    Delivery.objects.filter(case=case, status=Delivery.Status.PENDING).exclude(
+        message=PAYMENT_RECOVERED.name
+    ).update(status=Delivery.Status.SUPPRESSED, suppressed_reason="case_closed")
+
+
+def _written_off(*, customer: BillingCustomer, invoice_id: str) -> None:
+    case = (
+        RecoveryCase.objects.select_for_update(of=("self",))
+        .filter(customer=customer, invoice_stripe_id=invoice_id, status=Status.OPEN)
+        .first()
+    )
+    if case is None:
+        return
+    _lost(case, Outcome.WRITTEN_OFF)
+
+
+def _lost(case: RecoveryCase, outcome: Outcome) -> None:
+    case.status = Status.LOST
+    case.outcome = outcome
+    case.closed_at = timezone.now()
+    case.next_step_at = None
+    case.save(update_fields=["status", "outcome", "closed_at", "next_step_at"])
+    _drop_unsent(case)
+    logger.info("recovery case %s lost (%s)", case.pk, outcome)
+
+
+def subscription_ended(*, customer: BillingCustomer, subscription_id: str) -> None:
+    """A subscription that ended takes its open cases with it (Stripe canceled it after its last
+    retry, or staff did): nothing is owed for service no longer given."""
+    for case in (
+        RecoveryCase.objects.select_for_update(of=("self",))
+        .select_related("policy")
+        .filter(customer=customer, subscription_stripe_id=subscription_id, status=Status.OPEN)
+    ):
+        ended_by_policy = case.ended_at is not None and case.policy.end_action == recovery.EndAction.CANCEL
+        _lost(case, Outcome.CANCELED if ended_by_policy else Outcome.WRITTEN_OFF)
+
+
+# --------------------------------------------------------------------------- cards and payments
+
+
+def card_refusal(*, payment_method_id: str) -> bool:
+    """Whether the networks' rules forbid charging this card again now."""
+    return card_guardrail(payment_method_id=payment_method_id) is not None
+
+
+def record_payment(
+    *,
+    customer: BillingCustomer,
+    invoice_id: str,
+    payment_method_id: str,
+    change: BillingChange,
+    outcome: str,
+    decline_code: str = "",
+) -> None:
+    """One of our own payments on a case's invoice, for the case and the card's count (Stripe's
+    attempts come with its events; this one is known before they are)."""
+    case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=invoice_id).first()
+    PaymentAttempt.objects.get_or_create(
+        stripe_id=f"change:{change.pk}:{invoice_id}",
+        defaults={
+            "case": case,
+            "customer": customer,
+            "invoice_stripe_id": invoice_id,
+            "payment_method_id": payment_method_id,
+            "at": timezone.now(),
+            "succeeded": outcome == "paid",
+            "decline_code": decline_code,
+        },
+    )
+
+
+def resume_collecting(*, customer: BillingCustomer, change: BillingChange, decline_code: str) -> None:
+    """A new card arrived: invoices whose retries a hard decline had stopped are collected again
+    by Stripe (on the new default card), unless the new card was itself declined for good."""
+    if decline_code and declines.decline_for(code=decline_code).hard:
+        return
+    for case in RecoveryCase.objects.select_for_update(of=("self",)).filter(
+        customer=customer, status=Status.OPEN, retries_stopped_at__isnull=False
+    ):
+        answer = gateway.invoice_resume_collecting(
+            invoice_id=case.invoice_stripe_id, idempotency_key=change.idempotency_key(f"resume-{case.pk}")
+        )
+        sync.invoice_from_stripe(customer=customer, data=answer.raw, state_at=timezone.now())
+        case.retries_stopped_at = None
+        case.retries_stopped_reason = ""
+        case.save(update_fields=["retries_stopped_at", "retries_stopped_reason"])
+
+
+# --------------------------------------------------------------------------- the end of grace
+
+
+class EndParams(ChangeParams):
+    case: int
+    subscription: str
+    amount: int
+    currency: str
+
+
+class EndResult(ChangeResult):
+    subscription: str
+    status: str
+    amount: int
+    currency: str
+
+
+class EndedFacts(Facts):
+    amount: int
+    currency: str
+
+
+SUBSCRIPTION_ENDED_UNPAID = messages.declare(
+    "subscription_ended_unpaid",
+    category=Category.PAYMENT_CRITICAL,
+    channels=(Channel.EMAIL, Channel.IN_APP),
+    facts=EndedFacts,
+    action="portal:plan",
+    action_label=_("Start again"),
+)
+
+
+@change_kind
+class RecoveryEnd(ChangeKind[EndParams, EndResult]):
+    """The policy's end for an unpaid case: the subscription is canceled (end action "cancel")."""
+
+    name = "recovery_end"
+    label = _("End an unpaid subscription")
+    template = "portal/changes/recovery_end.html"
+    Params = EndParams
+    Result = EndResult
+    messages = (SUBSCRIPTION_ENDED_UNPAID,)
+    dedupe = ("case",)
+    supersedes = False
+
+    def apply(self, *, change: BillingChange, customer: BillingCustomer, params: EndParams) -> EndResult:
+        answer = gateway.subscription_cancel_now(
+            subscription_id=params.subscription, idempotency_key=change.idempotency_key("cancel")
+        )
+        sync.subscription_from_stripe(customer=customer, data=answer.raw, state_at=timezone.now())
+        return EndResult(
+            subscription=params.subscription,
+            status=answer.status,
+            amount=params.amount,
+            currency=params.currency,
+        )
+
+    def confirmation(self, *, change: BillingChange, params: EndParams, result: EndResult) -> Confirmation:
+        return Confirmation(
+            SUBSCRIPTION_ENDED_UNPAID, EndedFacts(amount=result.amount, currency=result.currency)
+        )
+
+
+END = changes.KINDS[RecoveryEnd.name]
+
+
+def end_due(*, now: dt.datetime, limit: int) -> int:
+    """Cases whose grace is over: the policy's end action, once each.  Restricting needs nothing
+    but the date (access is computed from it); canceling is a change."""
+    ids = list(
+        RecoveryCase.objects.filter(status=Status.OPEN, ended_at__isnull=True, grace_ends_at__lte=now)
+        .order_by("grace_ends_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        try:
+            with transaction.atomic():
+                case = (
+                    RecoveryCase.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("customer", "policy")
+                    .filter(pk=pk, status=Status.OPEN, ended_at__isnull=True)
+                    .first()
+                )
+                if case is None:
+                    continue
+                case.ended_at = now
+                case.save(update_fields=["ended_at"])
+                if case.policy.end_action == recovery.EndAction.CANCEL and case.subscription_stripe_id:
+                    changes.request(
+                        customer=case.customer,
+                        kind=END,
+                        params=EndParams(
+                            case=case.pk,
+                            subscription=case.subscription_stripe_id,
+                            amount=case.amount,
+                            currency=case.currency,
+                        ),
+                        requested_by=None,
+                    )
+        except Exception:
+            logger.exception("recovery case %s: its end could not be carried out", pk)
+    return len(ids)
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def open_cases(*, customer: BillingCustomer) -> list[RecoveryCase]:
+    return list(
+        RecoveryCase.objects.filter(customer=customer, status=Status.OPEN)
+        .select_related("policy")
+        .order_by("opened_at")
+    )
+
+
+def case_for(*, customer: BillingCustomer, case_id: int) -> RecoveryCase | None:
+    return RecoveryCase.objects.filter(customer=customer, pk=case_id).select_related("policy").first()
+
+
+def access_of(*, customer: BillingCustomer, now: dt.datetime | None = None) -> recovery.Access:
+    """The customer's access, decided in one place (billing.recovery): two queries."""
+    from billing.state import subscription_state
+
+    now = now or timezone.now()
+    subs = list(Subscription.objects.filter(customer=customer).select_related("price", "scheduled_price"))
+    cases = {
+        case.subscription_stripe_id: case
+        for case in RecoveryCase.objects.filter(customer=customer, status=Status.OPEN).order_by("-opened_at")
+    }
+    facts = []
+    for sub in subs:
+        state = subscription_state(subscription=sub, now=now)
+        case = cases.get(sub.stripe_id)
+        facts.append(
+            recovery.SubscriptionFacts(
+                stripe_id=sub.stripe_id,
+                phase=state.phase,
+                paused_service=sub.status == Subscription.Status.PAUSED,
+                case_id=case.pk if case else None,
+                grace_ends_at=case.grace_ends_at if case else None,
+            )
+        )
+    return recovery.customer_access(subscriptions=facts, now=now)
