@@ -15,6 +15,7 @@ from portal.views import (
     pauses,
     plans,
     preferences,
+    product,
     recovery,
 )
 
@@ -61,6 +62,7 @@ portal_patterns = [
     path("l-leave/", recovery.link_leave, name="link_leave"),
     path("messages/", recovery.message_list, name="messages"),
     path("messages/read/", recovery.messages_read, name="messages_read"),
+    path("app/", product.workspace, name="workspace"),
 ]
 
 urlpatterns = [

@@ -36,7 +36,6 @@ from billing.models import (
     PaymentAttempt,
     RecoveryCase,
     RecoveryPolicy,
-    Subscription,
 )
 from billing.policy import Category, Channel
 
@@ -175,7 +174,14 @@ def payment_failed(*, customer: BillingCustomer, invoice_id: str) -> RecoveryCas
     ):
         return None
     sync.invoice_from_stripe(customer=customer, data=raw, state_at=timezone.now())
-    now = timezone.now()
+    failed = [charge for charge in found.charges if not charge.succeeded]
+    # The episode starts when Stripe's first attempt failed (its clock: a test clock runs ahead),
+    # and its days are counted from then.
+    now = (
+        max(timezone.now(), dt.datetime.fromtimestamp(failed[0].created, tz=dt.UTC))
+        if failed
+        else timezone.now()
+    )
     code = found.decline_code or ("authentication_required" if found.waiting_for_approval else "")
     decline = declines.decline_for(code=code, advice_code=found.advice_code)
     case = RecoveryCase.objects.select_for_update().filter(invoice_stripe_id=invoice_id).first()
@@ -667,29 +673,3 @@ def open_cases(*, customer: BillingCustomer) -> list[RecoveryCase]:
 
 def case_for(*, customer: BillingCustomer, case_id: int) -> RecoveryCase | None:
     return RecoveryCase.objects.filter(customer=customer, pk=case_id).select_related("policy").first()
-
-
-def access_of(*, customer: BillingCustomer, now: dt.datetime | None = None) -> recovery.Access:
-    """The customer's access, decided in one place (billing.recovery): two queries."""
-    from billing.state import subscription_state
-
-    now = now or timezone.now()
-    subs = list(Subscription.objects.filter(customer=customer).select_related("price", "scheduled_price"))
-    cases = {
-        case.subscription_stripe_id: case
-        for case in RecoveryCase.objects.filter(customer=customer, status=Status.OPEN).order_by("-opened_at")
-    }
-    facts = []
-    for sub in subs:
-        state = subscription_state(subscription=sub, now=now)
-        case = cases.get(sub.stripe_id)
-        facts.append(
-            recovery.SubscriptionFacts(
-                stripe_id=sub.stripe_id,
-                phase=state.phase,
-                paused_service=sub.status == Subscription.Status.PAUSED,
-                case_id=case.pk if case else None,
-                grace_ends_at=case.grace_ends_at if case else None,
-            )
-        )
-    return recovery.customer_access(subscriptions=facts, now=now)

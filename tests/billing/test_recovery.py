@@ -1,0 +1,209 @@
+"""Payment recovery through the emulator: a failed renewal opens one case, the customer hears at
+once in their language with a link that fixes it, reminders follow on the policy's days and stop
+the moment the payment is made, and a hard decline stops Stripe's retries on that card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from billing import channels
+from billing.models import Delivery, Invoice, LinkEvent, PaymentAttempt, RecoveryCase
+from billing.services import recovery
+from tests.billing.recovery_support import Renewal, emails_to, links_in, recovery_deliveries
+from tests.billing.support import confirmed_setup_intent
+from tests.portal_support import emulator_events, post_event, stripe_client
+
+pytestmark = pytest.mark.django_db
+
+QUIET_OFF = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
+
+
+@pytest.fixture(autouse=True)
+def _no_quiet_hours(settings: Any, catalog: None) -> None:
+    # The hour these tests run at must not hold their messages (quiet hours have their own test).
+    settings.BILLING_POLICY = QUIET_OFF
+    channels.LocmemSmsBackend.outbox.clear()
+
+
+def _deliver_all(committed: Callable[[], Any], *, times: int = 1, shuffle: bool = False) -> None:
+    """Every event the emulator emitted, `times` over, in order or shuffled, as Stripe may send them."""
+    events = emulator_events() * times
+    if shuffle:
+        random.Random(7).shuffle(events)
+    client = Client()
+    for event in events:
+        with committed():
+            assert post_event(client, event).status_code == 200
+
+
+def _steps(renewal: Renewal, committed: Callable[[], Any], *, day: float) -> None:
+    """The clock moves to `day`, Stripe's events arrive, and the beat job runs at that moment."""
+    renewal.move(days=day)
+    _deliver_all(committed)
+    with committed():
+        recovery.send_due_steps(now=renewal.at(day), limit=100)
+
+
+def test_a_declined_renewal_opens_one_case_and_the_customer_hears_at_once_in_their_language(
+    committed: Callable[[], Any],
+) -> None:
+    renewal = Renewal(email="sv-owing@example.com", language="sv")
+    renewal.fail()
+    # Duplicates and any order: every event five times, shuffled.
+    _deliver_all(committed, times=5, shuffle=True)
+    case = renewal.case
+    assert (case.status, case.family, case.hard, case.decline_codes) == (
+        "open",
+        "insufficient_funds",
+        False,
+        ["insufficient_funds"],
+    )
+    assert (case.amount, case.currency) == (1900, "eur")
+    assert case.grace_ends_at == case.opened_at + dt.timedelta(days=14)
+    assert PaymentAttempt.objects.filter(case=case).count() >= 1
+    (email,) = emails_to("sv-owing@example.com")
+    assert "19,00" in email.subject
+    assert "Din betalning" in email.subject or "betalning" in email.subject.lower()
+    (link,) = links_in(email.body)
+    assert [d.channel for d in recovery_deliveries(renewal.customer)] == ["email", "in_app"]
+    # The link opens the fix page for this invoice, without a login, in the customer's words.
+    page = Client().get(link)
+    assert page.status_code == 200
+    assert "Lägg till ett nytt kort" in page.content.decode() or "kort" in page.content.decode()
+
+
+def test_reminders_follow_on_the_policys_days_in_its_channels_and_stop_when_the_card_is_replaced(
+    committed: Callable[[], Any],
+) -> None:
+    renewal = Renewal(email="owing@example.com", phone="+46701234567")
+    renewal.fail()
+    _deliver_all(committed)
+    _steps(renewal, committed, day=32 + 3.5)
+    _steps(renewal, committed, day=32 + 7.5)
+    sent = [(d.message, d.channel) for d in recovery_deliveries(renewal.customer) if d.channel != "in_app"]
+    assert sent == [
+        ("payment_failed_friendly", "email"),
+        ("payment_failed_reminder", "email"),
+        ("payment_failed_direct", "email"),
+        ("payment_failed_direct", "sms"),
+    ]
+    (text,) = channels.LocmemSmsBackend.outbox
+    assert text[0] == "+46701234567"
+    (sms_link,) = links_in(text[1])
+    assert len(text[1]) <= 160 * 2
+    # From the text message: the page, then its button (a POST), then a new card.
+    anonymous = Client()
+    assert anonymous.get(sms_link).status_code == 200
+    with committed():
+        opened = anonymous.post(sms_link)
+    assert opened.status_code == 302 and opened["Location"] == "/cards/add/"
+    setup_intent = confirmed_setup_intent(customer=renewal.customer, payment_method="pm_card_mastercard")
+    with committed():
+        added = anonymous.post("/cards/confirm/", {"setup_intent": setup_intent})
+    assert added.status_code == 302
+    _deliver_all(committed)
+    case = renewal.case
+    assert (case.status, case.outcome) == ("recovered", "card_update")
+    assert Invoice.objects.get(stripe_id=case.invoice_stripe_id).status == "paid"
+    # One thank-you, in the channel the customer answered from (the text message), and in-app.
+    thanks = Delivery.objects.filter(customer=renewal.customer, message="payment_recovered")
+    assert sorted(d.channel for d in thanks) == ["in_app", "sms"]
+    assert "Thank you" in channels.LocmemSmsBackend.outbox[-1][1]
+    assert LinkEvent.objects.filter(case=case, kind="opened").count() == 1
+    assert LinkEvent.objects.filter(case=case, kind="used").count() == 1
+    # The final notice was due on day 11: it never goes.
+    before = Delivery.objects.count()
+    _steps(renewal, committed, day=32 + 12)
+    assert Delivery.objects.count() == before
+    assert not any("Final notice" in m.subject for m in mail.outbox)
+
+
+def test_a_lost_card_stops_stripes_retries_and_the_message_asks_for_a_new_card(
+    committed: Callable[[], Any],
+) -> None:
+    renewal = Renewal(email="lost@example.com", decline="lost_card")
+    renewal.fail()
+    _deliver_all(committed)
+    case = renewal.case
+    assert (case.family, case.hard, case.action, case.retries_stopped_reason) == (
+        "lost_stolen",
+        True,
+        "update_card",
+        "hard_decline",
+    )
+    invoice = stripe_client().v1.invoices.retrieve(case.invoice_stripe_id)
+    assert (invoice.auto_advance, invoice.next_payment_attempt) == (False, None)
+    attempts = invoice.attempt_count
+    renewal.move(days=32 + 20)
+    later = stripe_client().v1.invoices.retrieve(case.invoice_stripe_id)
+    assert (later.status, later.attempt_count) == ("open", attempts)
+    (email,) = emails_to("lost@example.com")
+    assert "Update your card" in email.body
+    assert "try the card again" not in email.body
+
+
+def test_an_opted_out_reminder_is_not_sent_while_payment_critical_ones_are(committed: Callable[[], Any]) -> None:
+    renewal = Renewal(email="opted@example.com")
+    renewal.customer.opt_outs = ["reminder"]
+    renewal.customer.save(update_fields=["opt_outs"])
+    renewal.fail()
+    _deliver_all(committed)
+    _steps(renewal, committed, day=32 + 3.5)
+    _steps(renewal, committed, day=32 + 7.5)
+    emails = {(d.message, d.status, d.suppressed_reason) for d in recovery_deliveries(renewal.customer, channel="email")}
+    assert emails == {
+        ("payment_failed_friendly", "sent", ""),
+        ("payment_failed_reminder", "suppressed", "opted_out"),
+        ("payment_failed_direct", "sent", ""),
+    }
+
+
+def test_a_payment_made_by_stripes_retry_closes_the_case_and_drops_a_reminder_waiting_for_the_morning(
+    committed: Callable[[], Any], settings: Any
+) -> None:
+    renewal = Renewal(email="retry@example.com")
+    renewal.fail()
+    _deliver_all(committed)
+    # A reminder written but held (quiet hours, say) when the retry succeeds.
+    settings.BILLING_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 23}}
+    with committed():
+        recovery.send_due_steps(now=renewal.at(32 + 3.5), limit=100)
+    held = Delivery.objects.get(customer=renewal.customer, message="payment_failed_reminder", channel="email")
+    assert held.status == "pending"
+    from tests.billing.recovery_support import set_decline
+
+    set_decline(payment_method=renewal.card, code=None)
+    renewal.move(days=32 + 8)
+    _deliver_all(committed)
+    case = renewal.case
+    assert (case.status, case.outcome) == ("recovered", "retry")
+    held.refresh_from_db()
+    assert (held.status, held.suppressed_reason) == ("suppressed", "case_closed")
+    # The invoice's receipt is the thank-you: one message, not two.
+    assert not Delivery.objects.filter(customer=renewal.customer, message="payment_received").exists()
+    assert Delivery.objects.filter(customer=renewal.customer, message="payment_recovered", channel="email").count() == 1
+
+
+def test_every_message_of_a_case_goes_once_under_duplicate_events_and_repeated_sweeps(
+    committed: Callable[[], Any],
+) -> None:
+    renewal = Renewal(email="once@example.com", phone="+31612345678")
+    renewal.fail()
+    for _ in range(3):
+        _deliver_all(committed, times=2, shuffle=True)
+        _steps(renewal, committed, day=32 + 7.5)
+        with committed():
+            recovery.send_due_steps(now=renewal.at(32 + 7.5), limit=100)
+    keys = [d.dedupe_key for d in recovery_deliveries(renewal.customer)]
+    assert len(keys) == len(set(keys))
+    assert len(emails_to("once@example.com")) == len(
+        recovery_deliveries(renewal.customer, channel="email", status="sent")
+    )
+    assert RecoveryCase.objects.filter(customer=renewal.customer).count() == 1
