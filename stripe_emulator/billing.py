@@ -600,19 +600,19 @@ def payment_failed(state: State, *, intent: dict[str, Any], off_session: bool) -
         invoice["_first_failed_at"] = now
     sub = _sub_of(state, invoice)
     invoice["next_payment_attempt"] = None
+    invoice["_retry_token"] = None
     final = False
-    if sub is not None and invoice["billing_reason"] != "subscription_create" and invoice["auto_advance"]:
+    if _retried(state, invoice) and invoice["auto_advance"] and not invoice.get("_retries_done"):
         days = list(state.settings["retry_schedule_days"])
         done = invoice["attempt_count"]
         if done <= len(days):
-            due = int(invoice["_first_failed_at"]) + int(days[done - 1]) * DAY
-            due = max(due, now + 1)
-            token = state.new_id("rt", 8)
-            invoice["_retry_token"] = token
-            invoice["next_payment_attempt"] = due
-            state.schedule(clock=state.clock_of(invoice), due=due, kind="retry", target=invoice["id"], token=token)
+            _schedule_retry(state, invoice, max(int(invoice["_first_failed_at"]) + int(days[done - 1]) * DAY,
+                                                now + 1))
         else:
+            # The last retry failed: what follows happens once (a later failed hand payment
+            # doesn't repeat it).
             final = True
+            invoice["_retries_done"] = True
     emit(state, "invoice.payment_failed", invoice, previous=before)
     error = intent.get("last_payment_error") or {}
     if error.get("code") == "authentication_required" or intent["status"] == "requires_action":
@@ -635,6 +635,44 @@ def payment_failed(state: State, *, intent: dict[str, Any], off_session: bool) -
         emit(state, "customer.subscription.updated", sub, previous=before_sub)
     if final:
         _final_failure(state, sub, invoice)
+
+
+def _retried(state: State, invoice: dict[str, Any]) -> bool:
+    """Stripe retries a subscription's failed invoices, except the first one (the subscription
+    stays incomplete instead)."""
+    return _sub_of(state, invoice) is not None and invoice["billing_reason"] != "subscription_create"
+
+
+def _schedule_retry(state: State, invoice: dict[str, Any], due: int) -> None:
+    """Plan the next automatic attempt at ``due``; ``next_payment_attempt`` is when it runs.
+    A new token supersedes any retry planned before."""
+    token = state.new_id("rt", 8)
+    invoice["_retry_token"] = token
+    invoice["next_payment_attempt"] = due
+    state.schedule(clock=state.clock_of(invoice), due=due, kind="retry", target=invoice["id"], token=token)
+
+
+#: How soon at the earliest a retry runs once ``auto_advance`` is set again.
+RESUME_DELAY = 60
+
+
+def resume_retries(state: State, invoice: dict[str, Any]) -> None:
+    """``auto_advance`` set to true again on an open invoice that failed before: the retry the
+    schedule has next is planned, at its time or, if that has passed (or is under a minute
+    away), a minute from now; the later retries keep their spacing from it. Nothing is planned
+    when the schedule's retries are used up or the invoice never failed."""
+    if not _retried(state, invoice) or invoice.get("_retries_done") or invoice.get("_first_failed_at") is None:
+        return
+    days = list(state.settings["retry_schedule_days"])
+    done = invoice["attempt_count"]
+    if not 1 <= done <= len(days):
+        return
+    due = int(invoice["_first_failed_at"]) + int(days[done - 1]) * DAY
+    earliest = state.now_for(invoice) + RESUME_DELAY
+    if due < earliest:
+        invoice["_first_failed_at"] = int(invoice["_first_failed_at"]) + earliest - due
+        due = earliest
+    _schedule_retry(state, invoice, due)
 
 
 def _final_failure(state: State, sub: dict[str, Any], invoice: dict[str, Any]) -> None:
@@ -806,6 +844,8 @@ def _finalize_job(state: State, job: Job) -> None:
 def _retry_job(state: State, job: Job) -> None:
     invoice = state.find(job.target)
     if invoice is None or invoice["status"] != "open" or invoice.get("_retry_token") != job.data["token"]:
+        return
+    if not invoice["auto_advance"]:
         return
     invoice["_retry_token"] = None
     attempt(state, invoice)

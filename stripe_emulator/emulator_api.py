@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from . import billing, stripejs
-from .errors import StripeError
+from .errors import InvalidRequestError, StripeError
 from .resources import clocks, intents, payment_methods
 from .routing import render
 from .state import DEFAULT_SETTINGS
@@ -142,6 +142,19 @@ def update_card(emulator: Emulator, body: dict[str, Any], query: dict[str, str],
     with emulator.state.lock:
         pm = payment_methods.automatically_update(emulator.state, pm_id=pm_id, changes=body)
         return _json(200, {"id": pm["id"], "card": pm["card"]})
+
+
+@_route("POST", "/_emulator/payment_methods/{pm_id}/decline")
+def decline_card(emulator: Emulator, body: dict[str, Any], query: dict[str, str], pm_id: str) -> Reply:
+    """The card starts declining: ``{"decline_code": "insufficient_funds"}`` (any code Stripe
+    documents) makes every later charge on it fail with that code (``authentication_required``:
+    every payment asks for 3-D Secure, as on the always-authenticate test card);
+    ``{"decline_code": null}`` heals it. Attaching and setting it up are not affected."""
+    if "decline_code" not in body:
+        raise InvalidRequestError("Missing decline_code (a Stripe decline code, or null).", param="decline_code")
+    with emulator.state.lock:
+        pm = payment_methods.set_decline(emulator.state, pm_id=pm_id, decline_code=body["decline_code"])
+        return _json(200, {"id": pm["id"], "decline_code": pm["_decline"]})
 
 
 @_route("POST", "/_emulator/run_due")

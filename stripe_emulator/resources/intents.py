@@ -11,7 +11,16 @@ from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata
 from .events import emit
-from .payment_methods import DECLINES, attach, card_of, expires_at, new_card, resolve
+from .payment_methods import (
+    DECLINES,
+    always_3ds,
+    attach,
+    card_of,
+    charge_decline,
+    expires_at,
+    new_card,
+    resolve,
+)
 
 
 def _check_secret(state: State, intent: dict[str, Any]) -> None:
@@ -65,7 +74,14 @@ def _error_object(exc_code: str, decline_code: str | None, message: str, pm: dic
     }
     if decline_code:
         error["decline_code"] = decline_code
+        error["advice_code"] = DECLINES[decline_code].advice
     return error
+
+
+def _decline_error(decline_code: str, pm: dict[str, Any], state: State) -> dict[str, Any]:
+    """``last_payment_error`` / ``last_setup_error`` for a decline, as Stripe words it."""
+    decline = DECLINES[decline_code]
+    return _error_object(decline.code, decline_code, decline.message, pm, state)
 
 
 # setup intents ------------------------------------------------------------------------
@@ -164,12 +180,13 @@ def _confirm_setup(state: State, intent: dict[str, Any], params: dict[str, Any])
     now = state.now_for(intent)
     decline = "expired_card" if now > expires_at(pm) else card.setup_decline
     if decline:
-        code, message = DECLINES[decline]
+        error = _decline_error(decline, pm, state)
         intent.update(status="requires_payment_method", payment_method=None, next_action=None,
-                      last_setup_error=_error_object(code, decline, message, pm, state))
+                      last_setup_error=error)
         emit(state, "setup_intent.setup_failed", intent)
-        raise CardError(message, code=code, decline_code=decline,
-                        extra={"setup_intent": render(state, intent), "payment_method": render(state, pm)})
+        raise CardError(error["message"], code=error["code"], decline_code=decline,
+                        extra={"advice_code": error["advice_code"], "setup_intent": render(state, intent),
+                               "payment_method": render(state, pm)})
     if card.setup_3ds and not pm.get("_setup_authenticated"):
         intent.update(status="requires_action", next_action=_three_ds_action(state, intent, params.get("return_url")))
         emit(state, "setup_intent.requires_action", intent)
@@ -290,9 +307,11 @@ def confirm(state: State, intent: dict[str, Any], params: dict[str, Any], *, off
     charge_with(state, intent, pm, off_session=off_session, return_url=params.get("return_url"))
     if intent["status"] == "requires_payment_method":
         error = intent["last_payment_error"]
-        raise CardError(error["message"], code=error["code"], decline_code=error.get("decline_code"),
-                        extra={"payment_intent": render(state, intent), "payment_method": render(state, pm),
-                               "charge": intent["latest_charge"]})
+        extra = {"payment_intent": render(state, intent), "payment_method": render(state, pm),
+                 "charge": intent["latest_charge"]}
+        if "advice_code" in error:
+            extra["advice_code"] = error["advice_code"]
+        raise CardError(error["message"], code=error["code"], decline_code=error.get("decline_code"), extra=extra)
     return intent
 
 
@@ -304,24 +323,26 @@ def charge_with(state: State, intent: dict[str, Any], pm: dict[str, Any], *, off
     intent["next_action"] = None
     now = state.now_for(intent)
     card = card_of(pm)
-    decline: str | None = None
-    if now > expires_at(pm):
-        decline = "expired_card"
-    elif card.charge_decline:
-        decline = card.charge_decline
-    elif not authenticated and (card.always_3ds or (card.setup_3ds and not (off_session and pm.get("_setup_authenticated")))):
+    decline = charge_decline(pm, now)
+    if decline is None and not authenticated and (
+            always_3ds(pm) or (card.setup_3ds and not (off_session and pm.get("_setup_authenticated")))):
         if off_session and not intent.get("_invoice"):
             decline = "authentication_required"
         else:
             # An invoice's payment waits for the customer to authenticate (Stripe Billing's
-            # behaviour); off-session it also counts as a failed attempt.
+            # behaviour); off-session the issuer declined it (a failed charge), which counts as
+            # a failed attempt.
             intent.update(status="requires_action", next_action=_three_ds_action(state, intent, return_url))
-            emit(state, "payment_intent.requires_action", intent)
             if off_session:
-                code, message = DECLINES["authentication_required"]
-                intent["last_payment_error"] = _error_object(code, "authentication_required", message, pm, state)
+                charge = _new_charge(state, intent, pm, "authentication_required")
+                intent["latest_charge"] = charge["id"]
+                intent["last_payment_error"] = _decline_error("authentication_required", pm, state)
+                intent["last_payment_error"]["charge"] = charge["id"]
+                emit(state, "charge.failed", charge)
+                emit(state, "payment_intent.requires_action", intent)
                 _billing().payment_failed(state, intent=intent, off_session=True)
             else:
+                emit(state, "payment_intent.requires_action", intent)
                 _billing().payment_requires_action(state, intent=intent)
             return "requires_action"
     charge = _new_charge(state, intent, pm, decline)
@@ -334,8 +355,7 @@ def charge_with(state: State, intent: dict[str, Any], pm: dict[str, Any], *, off
         emit(state, "payment_intent.succeeded", intent)
         _billing().payment_succeeded(state, intent=intent)
         return "succeeded"
-    code, message = DECLINES[decline]
-    error = _error_object(code, decline, message, pm, state)
+    error = _decline_error(decline, pm, state)
     error["charge"] = charge["id"]
     intent.update(status="requires_payment_method", last_payment_error=error)
     emit(state, "charge.failed", charge)
@@ -353,7 +373,9 @@ def _billing() -> Any:
 def _new_charge(state: State, intent: dict[str, Any], pm: dict[str, Any], decline: str | None) -> dict[str, Any]:
     charge = blank("charge")
     ok = decline is None
-    code, message = DECLINES[decline] if decline else (None, None)
+    failure = DECLINES[decline] if decline else None
+    # Radar's block of a test card that always is: not sent to the issuer.
+    blocked = decline == "fraudulent" and card_of(pm).radar_block and not pm.get("_decline")
     card = pm["card"]
     charge.update(
         id=state.new_id("ch"),
@@ -366,22 +388,12 @@ def _new_charge(state: State, intent: dict[str, Any], pm: dict[str, Any], declin
         currency=intent["currency"],
         customer=intent["customer"],
         description=intent["description"],
-        failure_code=code,
-        failure_message=message,
+        failure_code=failure.code if failure else None,
+        failure_message=failure.message if failure else None,
         payment_intent=intent["id"],
         payment_method=pm["id"],
         billing_details=pm["billing_details"],
-        outcome={
-            "advice_code": None if ok else ("do_not_try_again" if decline in ("lost_card", "stolen_card") else
-                                            "try_again_later" if decline == "processing_error" else
-                                            "confirm_card_data"),
-            "network_advice_code": None, "network_decline_code": None,
-            "network_status": "approved_by_network" if ok else "declined_by_network",
-            "reason": None if ok else decline, "risk_level": "normal", "risk_score": 20, "rule": None,
-            "seller_message": "Payment complete." if ok else "The bank did not return any further details "
-                                                              "with this decline.",
-            "type": "authorized" if ok else "issuer_declined",
-        },
+        outcome=_outcome(decline, blocked=blocked),
         receipt_url=f"{state.settings.get('public_url', '')}/_emulator/receipts/{intent['id']}",
         _seq=next(state.counters),
     )
@@ -390,6 +402,25 @@ def _new_charge(state: State, intent: dict[str, Any], pm: dict[str, Any], declin
                    exp_year=card["exp_year"], fingerprint=card["fingerprint"], funding=card["funding"],
                    last4=card["last4"], network=card["brand"], amount_authorized=intent["amount"] if ok else None)
     return state.add(charge)
+
+
+def _outcome(decline: str | None, *, blocked: bool) -> dict[str, Any]:
+    """A charge's ``outcome``: its ``reason`` is the decline code, its ``advice_code`` the
+    decline's advice (``DECLINES``)."""
+    outcome: dict[str, Any] = {
+        "advice_code": None, "network_advice_code": None, "network_decline_code": None,
+        "network_status": "approved_by_network", "reason": None, "risk_level": "normal", "risk_score": 20,
+        "rule": None, "seller_message": "Payment complete.", "type": "authorized",
+    }
+    if blocked:
+        outcome.update(advice_code=DECLINES["fraudulent"].advice, network_status="not_sent_to_network",
+                       reason="highest_risk_level", risk_level="highest", risk_score=95,
+                       seller_message="Stripe blocked this payment as too risky.", type="blocked")
+    elif decline is not None:
+        outcome.update(advice_code=DECLINES[decline].advice, network_status="declined_by_network", reason=decline,
+                       seller_message="The bank did not return any further details with this decline.",
+                       type="issuer_declined")
+    return outcome
 
 
 @route("GET", "/v1/charges/{id}", params="ChargeRetrieveParams")

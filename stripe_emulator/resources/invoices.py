@@ -68,11 +68,15 @@ def update_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, A
     if "metadata" in params:
         invoice["metadata"] = merge_metadata(invoice["metadata"], params["metadata"])
     if "auto_advance" in params:
+        was = invoice["auto_advance"]
         invoice["auto_advance"] = params["auto_advance"]
-        if not params["auto_advance"] and invoice["status"] == "open":
-            # Stripe stops collecting it by itself: no retry is planned any more.
-            invoice["next_payment_attempt"] = None
-            invoice["_retry_token"] = None
+        if invoice["status"] == "open":
+            if not params["auto_advance"]:
+                # Stripe stops collecting it by itself: no retry is planned any more.
+                invoice["next_payment_attempt"] = None
+                invoice["_retry_token"] = None
+            elif not was:
+                billing.resume_retries(state, invoice)
     if "description" in params:
         invoice["description"] = params["description"] or None
     if "footer" in params:
@@ -135,8 +139,11 @@ def pay_invoice(state: State, params: dict[str, Any], id: str) -> dict[str, Any]
             "default payment method.", code="resource_missing",
         )
     error = intent["last_payment_error"] or {}
+    extra = {"payment_intent": render(state, intent)}
+    if "advice_code" in error:
+        extra["advice_code"] = error["advice_code"]
     raise CardError(error.get("message", "Your card was declined."), code=error.get("code", "card_declined"),
-                    decline_code=error.get("decline_code"), extra={"payment_intent": render(state, intent)})
+                    decline_code=error.get("decline_code"), extra=extra)
 
 
 @route("POST", "/v1/invoices/{id}/void", params="InvoiceVoidInvoiceParams")

@@ -27,6 +27,8 @@ class Card:
     setup_3ds: bool = False
     #: 3-D Secure on every payment, off-session ones fail with authentication_required.
     always_3ds: bool = False
+    #: Radar blocks every charge (outcome ``blocked``, never sent to the issuer).
+    radar_block: bool = False
     funding: str = "credit"
     country: str = "US"
 
@@ -45,6 +47,8 @@ CARDS: dict[str, Card] = {
     "4000000000000069": Card("visa", setup_decline="expired_card", charge_decline="expired_card"),
     "4000000000000127": Card("visa", setup_decline="incorrect_cvc", charge_decline="incorrect_cvc"),
     "4000000000000119": Card("visa", setup_decline="processing_error", charge_decline="processing_error"),
+    "4000000000006975": Card("visa", setup_decline="card_velocity_exceeded", charge_decline="card_velocity_exceeded"),
+    "4100000000000019": Card("visa", charge_decline="fraudulent", radar_block=True),
     "4000002500003155": Card("visa", setup_3ds=True),
     "4000002760003184": Card("visa", setup_3ds=True, always_3ds=True),
     "4000003800000446": Card("visa", setup_3ds=True),
@@ -63,24 +67,90 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
     "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
     "pm_card_chargeDeclinedIncorrectCvc": "4000000000000127",
     "pm_card_chargeDeclinedProcessingError": "4000000000000119",
+    "pm_card_visa_chargeDeclined": "4000000000000002",
+    "pm_card_visa_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_visa_chargeDeclinedVelocityLimitExceeded": "4000000000006975",
+    "pm_card_radarBlock": "4100000000000019",
+    "pm_card_chargeDeclinedFraudulent": "4100000000000019",
     "pm_card_authenticationRequiredOnSetup": "4000002500003155",
     "pm_card_authenticationRequired": "4000002760003184",
     "pm_card_authenticationRequiredSetupForOffSession": "4000002500003155",
 }
 
-#: Stripe's error code and message for each decline code.
-DECLINES: dict[str, tuple[str, str]] = {
-    "generic_decline": ("card_declined", "Your card was declined."),
-    "insufficient_funds": ("card_declined", "Your card has insufficient funds."),
-    "lost_card": ("card_declined", "Your card was declined."),
-    "stolen_card": ("card_declined", "Your card was declined."),
-    "expired_card": ("expired_card", "Your card has expired."),
-    "incorrect_cvc": ("incorrect_cvc", "Your card's security code is incorrect."),
-    "processing_error": ("processing_error", "An error occurred while processing your card. Try again in a little bit."),
-    "authentication_required": (
-        "authentication_required",
-        "Your card was declined. This transaction requires authentication.",
-    ),
+@dataclass(frozen=True)
+class Decline:
+    """What Stripe answers for a decline code: the error ``code`` (``card_declined`` unless Stripe
+    has a code of its own for the reason), the ``message`` shown to the customer, and the
+    ``advice`` (``outcome.advice_code``, ``last_payment_error.advice_code``): ``do_not_try_again``
+    when the issuer will never approve this card, ``try_again_later`` when a later retry may pass,
+    ``confirm_card_data`` when the customer must correct or replace the card's details, None when
+    the issuer gives no advice."""
+
+    code: str
+    message: str
+    advice: str | None
+
+
+_DECLINED = "Your card was declined."
+_NEVER, _LATER, _DETAILS = "do_not_try_again", "try_again_later", "confirm_card_data"
+
+#: Every card decline code Stripe documents (docs.stripe.com/declines/codes).
+DECLINES: dict[str, Decline] = {
+    "approve_with_id": Decline("card_declined", _DECLINED, _LATER),
+    "authentication_required": Decline(
+        "authentication_required", "Your card was declined. This transaction requires authentication.", None),
+    "call_issuer": Decline("card_declined", _DECLINED, None),
+    "card_not_supported": Decline("card_declined", "Your card does not support this type of purchase.", _NEVER),
+    "card_velocity_exceeded": Decline(
+        "card_declined", "Your card was declined for making repeated attempts too frequently or exceeding its "
+        "amount limit.", _LATER),
+    "currency_not_supported": Decline("card_declined", "Your card does not support this currency.", _NEVER),
+    "do_not_honor": Decline("card_declined", _DECLINED, None),
+    "do_not_try_again": Decline("card_declined", _DECLINED, _NEVER),
+    "duplicate_transaction": Decline("card_declined", _DECLINED, None),
+    "expired_card": Decline("expired_card", "Your card has expired.", _DETAILS),
+    "fraudulent": Decline("card_declined", _DECLINED, _NEVER),
+    "generic_decline": Decline("card_declined", _DECLINED, None),
+    "incorrect_cvc": Decline("incorrect_cvc", "Your card's security code is incorrect.", _DETAILS),
+    "incorrect_number": Decline("incorrect_number", "Your card number is incorrect.", _DETAILS),
+    "incorrect_pin": Decline("card_declined", "Your card's PIN is incorrect.", _DETAILS),
+    "incorrect_zip": Decline("incorrect_zip", "Your card's postal code is incorrect.", _DETAILS),
+    "insufficient_funds": Decline("card_declined", "Your card has insufficient funds.", _LATER),
+    "invalid_account": Decline("card_declined", _DECLINED, _NEVER),
+    "invalid_amount": Decline("card_declined", _DECLINED, None),
+    "invalid_cvc": Decline("invalid_cvc", "Your card's security code is invalid.", _DETAILS),
+    "invalid_expiry_month": Decline("invalid_expiry_month", "Your card's expiration month is invalid.", _DETAILS),
+    "invalid_expiry_year": Decline("invalid_expiry_year", "Your card's expiration year is invalid.", _DETAILS),
+    "invalid_number": Decline("invalid_number", "Your card number is invalid.", _DETAILS),
+    "invalid_pin": Decline("card_declined", "Your card's PIN is invalid.", _DETAILS),
+    "issuer_not_available": Decline("card_declined", _DECLINED, _LATER),
+    "lost_card": Decline("card_declined", _DECLINED, _NEVER),
+    "merchant_blacklist": Decline("card_declined", _DECLINED, _NEVER),
+    "new_account_information_available": Decline("card_declined", _DECLINED, _DETAILS),
+    "no_action_taken": Decline("card_declined", _DECLINED, None),
+    "not_permitted": Decline("card_declined", _DECLINED, _NEVER),
+    "offline_pin_required": Decline("card_declined", _DECLINED, _DETAILS),
+    "online_or_offline_pin_required": Decline("card_declined", _DECLINED, _DETAILS),
+    "pickup_card": Decline("card_declined", _DECLINED, _NEVER),
+    "pin_try_exceeded": Decline("card_declined", _DECLINED, _NEVER),
+    "processing_error": Decline(
+        "processing_error", "An error occurred while processing your card. Try again in a little bit.", _LATER),
+    "reenter_transaction": Decline("card_declined", _DECLINED, _LATER),
+    "restricted_card": Decline("card_declined", _DECLINED, _NEVER),
+    "revocation_of_all_authorizations": Decline("card_declined", _DECLINED, _NEVER),
+    "revocation_of_authorization": Decline("card_declined", _DECLINED, _NEVER),
+    "security_violation": Decline("card_declined", _DECLINED, _NEVER),
+    "service_not_allowed": Decline("card_declined", _DECLINED, _NEVER),
+    "stolen_card": Decline("card_declined", _DECLINED, _NEVER),
+    "stop_payment_order": Decline("card_declined", _DECLINED, _NEVER),
+    "testmode_decline": Decline(
+        "card_declined", "Your card was declined. Your request was in live mode, but used a known test card.",
+        _NEVER),
+    "transaction_not_allowed": Decline("card_declined", _DECLINED, _NEVER),
+    "try_again_later": Decline("card_declined", _DECLINED, _LATER),
+    "withdrawal_count_limit_exceeded": Decline("card_declined", _DECLINED, _LATER),
 }
 
 
@@ -111,8 +181,35 @@ def card_of(pm: dict[str, Any]) -> Card:
 
 
 def decline_error(decline_code: str, **extra: Any) -> CardError:
-    code, message = DECLINES[decline_code]
-    return CardError(message, code=code, decline_code=decline_code, extra=extra)
+    decline = DECLINES[decline_code]
+    return CardError(decline.message, code=decline.code, decline_code=decline_code,
+                     extra={"advice_code": decline.advice, **extra})
+
+
+def charge_decline(pm: dict[str, Any], now: int) -> str | None:
+    """The decline code a charge on ``pm`` gets at ``now`` before any 3-D Secure: an expired card,
+    a card told to decline (``/_emulator/payment_methods/{id}/decline``), or a declining test card."""
+    if now > expires_at(pm):
+        return "expired_card"
+    told = pm.get("_decline")
+    if told is not None and told != "authentication_required":
+        return str(told)
+    return card_of(pm).charge_decline
+
+
+def always_3ds(pm: dict[str, Any]) -> bool:
+    """Every payment asks for 3-D Secure (off-session ones fail with authentication_required)."""
+    return card_of(pm).always_3ds or pm.get("_decline") == "authentication_required"
+
+
+def set_decline(state: State, *, pm_id: str, decline_code: str | None) -> dict[str, Any]:
+    """From now on charges on the card decline with ``decline_code`` (None: they pass again)."""
+    pm = state.get("payment_method", pm_id, label="PaymentMethod")
+    if decline_code is not None and decline_code not in DECLINES:
+        raise InvalidRequestError(f"Unknown decline_code {decline_code!r}; Stripe documents: "
+                                  f"{', '.join(sorted(DECLINES))}.", param="decline_code")
+    pm["_decline"] = decline_code
+    return pm
 
 
 def expires_at(pm: dict[str, Any]) -> int:

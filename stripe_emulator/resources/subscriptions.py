@@ -12,7 +12,7 @@ from ..shapes import blank
 from ..state import State
 from .catalog import merge_metadata, plan_from_price
 from .events import emit, render_before
-from .payment_methods import DECLINES, card_of, expires_at, resolve
+from .payment_methods import always_3ds, card_of, charge_decline, decline_error, resolve
 
 
 @view("subscription")
@@ -51,12 +51,11 @@ def _precheck_payment(state: State, sub_or_customer: dict[str, Any], amount: int
     pm = resolve(state, pm_id)
     card = card_of(pm)
     now = state.now_for(sub_or_customer)
-    decline = ("expired_card" if now > expires_at(pm) else card.charge_decline or
-               ("authentication_required" if card.always_3ds or (card.setup_3ds and not pm.get("_setup_authenticated"))
-                else None))
+    decline = charge_decline(pm, now) or (
+        "authentication_required" if always_3ds(pm) or (card.setup_3ds and not pm.get("_setup_authenticated"))
+        else None)
     if decline:
-        code, message = DECLINES[decline]
-        raise CardError(message, code=code, decline_code=decline)
+        raise decline_error(decline)
 
 
 @route("POST", "/v1/subscriptions", params="SubscriptionCreateParams")
