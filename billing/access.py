@@ -27,6 +27,8 @@ from billing.state import subscription_state
 __all__ = ["Access", "Level", "access_of", "context", "requires_access"]
 
 View = Callable[..., HttpResponse]
+# Decided once per request, however many templates and views ask.
+_CACHE = "_billing_access"
 
 
 def access_of(*, customer: BillingCustomer, now: dt.datetime | None = None) -> Access:
@@ -53,7 +55,7 @@ def access_of(*, customer: BillingCustomer, now: dt.datetime | None = None) -> A
 
 
 def _of_request(request: HttpRequest) -> Access:
-    cached: Access | None = getattr(request, "_billing_access", None)
+    cached: Access | None = getattr(request, _CACHE, None)
     if cached is not None:
         return cached
     user = getattr(request, "user", None)
@@ -61,7 +63,7 @@ def _of_request(request: HttpRequest) -> Access:
         selectors.customer_of_user(user_id=user.pk) if user is not None and user.is_authenticated else None
     )
     found = access_of(customer=customer) if customer is not None else Access(Level.NONE)
-    request._billing_access = found
+    setattr(request, _CACHE, found)
     return found
 
 

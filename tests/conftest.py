@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import stripe
+from django.conf import settings
 
 from stripe_emulator.app import Emulator
 
@@ -80,3 +81,13 @@ def catalog(db: None, stripe_emulated: Emulator) -> None:
     from billing.catalog_sync import sync_catalog
 
     sync_catalog()
+
+
+@pytest.fixture(autouse=True)
+def _english_again() -> Iterator[None]:
+    """A request of a Swedish customer's activates Swedish for the thread (as it should); the next
+    test starts in the default language again, whichever ran before it."""
+    yield
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)

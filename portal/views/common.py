@@ -3,15 +3,19 @@ for the few views a deep link opens, the customer the link names, for its action
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone, translation
 
+from billing.models import BillingCustomer
+from billing.money import customer_zone
 from portal.customers import Grant, customer_of, grant_of, link_customer
 
 View = Callable[..., HttpResponse]
@@ -51,11 +55,23 @@ def link_view(rule: LinkRule) -> Callable[[View], View]:
             customer = link_customer(request, grant=grant) if grant and rule(grant, kwargs) else None
             if customer is None:
                 return redirect_to_login(request.get_full_path())
-            return view(request, *args, customer=customer, **kwargs)
+            with speaking_to(customer):
+                return view(request, *args, customer=customer, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+@contextlib.contextmanager
+def speaking_to(customer: BillingCustomer) -> Iterator[None]:
+    """The customer's language and time zone, for a page a deep link opened (no login, so the
+    middleware that does this for logged-in customers did not)."""
+    with (
+        translation.override(customer.language or None),
+        timezone.override(customer_zone(customer.time_zone)),
+    ):
+        yield
 
 
 def bad_request(request: HttpRequest, message: str) -> HttpResponse:

@@ -22,7 +22,7 @@ from billing.models import BillingCustomer
 from billing.services import invoices, links, notifications
 from portal import customers
 from portal.forms import CardActionForm, new_token
-from portal.views.common import bad_request, customer_view, found_or_404, link_view
+from portal.views.common import bad_request, customer_view, found_or_404, link_view, speaking_to
 
 # The friendly page for each reason a link does not open, and its status.
 _PROBLEM_STATUS = {links.Problem.INVALID: 404, links.Problem.EXPIRED: 410, links.Problem.DONE: 410}
@@ -48,6 +48,13 @@ def fix(request: HttpRequest, case_id: int, *, customer: BillingCustomer) -> Htt
 @require_http_methods(["GET", "POST"])
 def link(request: HttpRequest, token: str) -> HttpResponse:
     found = links.check(token=token)
+    if isinstance(found, links.Problem):
+        return _link_page(request, token, found)
+    with speaking_to(found.customer):
+        return _link_page(request, token, found)
+
+
+def _link_page(request: HttpRequest, token: str, found: links.Link | links.Problem) -> HttpResponse:
     if isinstance(found, links.Problem):
         return render(
             request, "portal/link_problem.html", {"problem": str(found)}, status=_PROBLEM_STATUS[found]

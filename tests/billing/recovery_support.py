@@ -59,7 +59,9 @@ class Renewal:
             stripe_customer_id=on_clock.id, phone=phone, time_zone=time_zone
         )
         self.card = api.v1.payment_methods.attach("pm_card_visa", params={"customer": on_clock.id}).id
-        api.v1.customers.update(on_clock.id, params={"invoice_settings": {"default_payment_method": self.card}})
+        api.v1.customers.update(
+            on_clock.id, params={"invoice_settings": {"default_payment_method": self.card}}
+        )
         price = Price.objects.get(lookup_key="standard_month_eur").stripe_price_id
         api.v1.subscriptions.create(params={"customer": on_clock.id, "items": [{"price": price}]})
         self.decline = decline
@@ -84,7 +86,9 @@ class Renewal:
 
 
 def recovery_deliveries(customer: BillingCustomer, **filters: Any) -> list[Delivery]:
-    return list(Delivery.objects.filter(customer=customer, case__isnull=False, **filters).order_by("created_at", "pk"))
+    return list(
+        Delivery.objects.filter(customer=customer, case__isnull=False, **filters).order_by("created_at", "pk")
+    )
 
 
 def links_in(text: str) -> list[str]:

@@ -336,6 +336,36 @@ def _submit_twice(client: Client, url: str, data: dict[str, str], committed: Cal
     return [first, second]
 
 
+def _end_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> list[str]:
+    """The end of an unpaid case's grace, found by two runs of the job (a beat tick twice, two
+    workers): the subscription is canceled once."""
+    from billing.models import RecoveryCase, RecoveryPolicy, Subscription
+    from billing.services import recovery
+
+    policy = recovery.active_policy()
+    cancel = RecoveryPolicy.objects.create(
+        version=policy.version + 1, **{**recovery.policy_data(policy), "end_action": "cancel"}
+    )
+    sub = Subscription.objects.get(customer=customer)
+    RecoveryCase.objects.create(
+        customer=customer,
+        invoice_stripe_id="in_unpaid_for_the_test",
+        subscription_stripe_id=sub.stripe_id,
+        amount=1900,
+        currency="eur",
+        family="insufficient_funds",
+        action="pay_now",
+        policy=cancel,
+        grace_ends_at=timezone.now() - dt.timedelta(minutes=1),
+    )
+    made = []
+    for _ in range(2):
+        with committed():
+            recovery.end_due(now=timezone.now(), limit=10)
+        made.append(str(BillingChange.objects.get(customer=customer, kind="recovery_end").pk))
+    return made
+
+
 def _plan_confirm_form(client: Client, price: str = "pro_month_eur", when: str = "now") -> dict[str, str]:
     """The confirm form of a plan change's preview, as the Plan page hands it out."""
     html = client.get("/plan/preview/", {"price": price, "when": when}).content.decode()
@@ -433,7 +463,9 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
     submits["subscription_keep"] = lambda: _submit_twice(
         client, "/cancel/undo/", {"token": "page-view-k1"}, committed
     )
-    whose = {"subscription_start": newcomer, "invoice_pay": owing}
+    ending = make_customer(email="ending@example.com")
+    submits["recovery_end"] = lambda: _end_twice(ending, committed)
+    whose = {"subscription_start": newcomer, "invoice_pay": owing, "recovery_end": ending}
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():
         first, second = submit()

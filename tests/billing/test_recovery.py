@@ -153,7 +153,9 @@ def test_a_lost_card_stops_stripes_retries_and_the_message_asks_for_a_new_card(
     assert "try the card again" not in email.body
 
 
-def test_an_opted_out_reminder_is_not_sent_while_payment_critical_ones_are(committed: Callable[[], Any]) -> None:
+def test_an_opted_out_reminder_is_not_sent_while_payment_critical_ones_are(
+    committed: Callable[[], Any],
+) -> None:
     renewal = Renewal(email="opted@example.com")
     renewal.customer.opt_outs = ["reminder"]
     renewal.customer.save(update_fields=["opt_outs"])
@@ -161,7 +163,10 @@ def test_an_opted_out_reminder_is_not_sent_while_payment_critical_ones_are(commi
     _deliver_all(committed)
     _steps(renewal, committed, day=32 + 3.5)
     _steps(renewal, committed, day=32 + 7.5)
-    emails = {(d.message, d.status, d.suppressed_reason) for d in recovery_deliveries(renewal.customer, channel="email")}
+    emails = {
+        (d.message, d.status, d.suppressed_reason)
+        for d in recovery_deliveries(renewal.customer, channel="email")
+    }
     assert emails == {
         ("payment_failed_friendly", "sent", ""),
         ("payment_failed_reminder", "suppressed", "opted_out"),
@@ -194,7 +199,12 @@ def test_a_payment_made_by_stripes_retry_closes_the_case_and_drops_a_reminder_wa
     assert not Delivery.objects.filter(
         customer=renewal.customer, message="payment_received", about=f"invoice:{case.invoice_stripe_id}"
     ).exists()
-    assert Delivery.objects.filter(customer=renewal.customer, message="payment_recovered", channel="email").count() == 1
+    assert (
+        Delivery.objects.filter(
+            customer=renewal.customer, message="payment_recovered", channel="email"
+        ).count()
+        == 1
+    )
 
 
 def test_every_message_of_a_case_goes_once_under_duplicate_events_and_repeated_sweeps(

@@ -69,7 +69,9 @@ def test_the_default_policy_is_what_the_seeds_suggest() -> None:
         ({"surprise": 1}, "surprise"),
     ],
 )
-def test_a_policy_that_does_not_hold_together_is_refused_with_its_reason(change: dict[str, Any], reason: str) -> None:
+def test_a_policy_that_does_not_hold_together_is_refused_with_its_reason(
+    change: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(recovery.InvalidPolicy, match=reason):
         recovery.spec(_policy(**change))
 
@@ -104,7 +106,9 @@ def test_a_message_due_at_23_in_stockholm_goes_at_8_the_next_morning() -> None:
     at = send_after(quiet=QuietHours(), prompted=False, channel=Channel.EMAIL, now=due, zone=stockholm)
     assert at.astimezone(stockholm) == dt.datetime(2027, 1, 13, 8, 0, tzinfo=stockholm)
     # In-app is the customer's record, and what they prompted goes at once.
-    assert send_after(quiet=QuietHours(), prompted=False, channel=Channel.IN_APP, now=due, zone=stockholm) == due
+    assert (
+        send_after(quiet=QuietHours(), prompted=False, channel=Channel.IN_APP, now=due, zone=stockholm) == due
+    )
     assert send_after(quiet=QuietHours(), prompted=True, channel=Channel.SMS, now=due, zone=stockholm) == due
 
 

@@ -29,7 +29,9 @@ def _setup_intent(client: stripe.StripeClient) -> tuple[str, Any]:
     return customer.id, intent
 
 
-def _open_checkout(shopper: Shopper, site: MerchantSite, client_secret: str, *, redirect: str = "if_required") -> Any:
+def _open_checkout(
+    shopper: Shopper, site: MerchantSite, client_secret: str, *, redirect: str = "if_required"
+) -> Any:
     page = shopper.page
     page.goto(f"{site.url}/?{urlencode({'client_secret': client_secret, 'redirect': redirect})}")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
@@ -260,7 +262,12 @@ def test_customer_pays_with_a_card_that_needs_3d_secure(
 ) -> None:
     customer = client.v1.customers.create(params={"email": "pat@example.com"})
     intent = client.v1.payment_intents.create(
-        params={"amount": 2000, "currency": "eur", "customer": customer.id, "allowed_payment_method_types": ["card"]}
+        params={
+            "amount": 2000,
+            "currency": "eur",
+            "customer": customer.id,
+            "allowed_payment_method_types": ["card"],
+        }
     )
     assert intent.client_secret
     card = _open_checkout(shopper, merchant_site, intent.client_secret)
@@ -279,13 +286,21 @@ def test_payment_confirmed_by_the_server_is_finished_with_handle_next_action(
     client: stripe.StripeClient, merchant_site: MerchantSite, shopper: Shopper
 ) -> None:
     customer = client.v1.customers.create(params={"email": "sam@example.com"})
-    intent = client.v1.payment_intents.create(params={
-        "amount": 1500, "currency": "usd", "customer": customer.id, "allowed_payment_method_types": ["card"],
-        "payment_method": "pm_card_authenticationRequired", "confirm": True,
-    })
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 1500,
+            "currency": "usd",
+            "customer": customer.id,
+            "allowed_payment_method_types": ["card"],
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+        }
+    )
     assert intent.status == "requires_action" and intent.client_secret
     page = shopper.page
-    page.goto(f"{merchant_site.url}/?{urlencode({'client_secret': intent.client_secret, 'flow': 'next_action'})}")
+    page.goto(
+        f"{merchant_site.url}/?{urlencode({'client_secret': intent.client_secret, 'flow': 'next_action'})}"
+    )
     _submit(shopper, "Authenticate payment")
 
     bank_challenge(page).get_by_role("button", name="Complete").click()

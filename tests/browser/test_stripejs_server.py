@@ -46,10 +46,16 @@ def test_challenge_refuses_an_unknown_outcome_and_answers_once(
     client: stripe.StripeClient, fresh_emulator: Emulator
 ) -> None:
     customer = client.v1.customers.create(params={"email": "kim@example.com"})
-    intent = client.v1.payment_intents.create(params={
-        "amount": 500, "currency": "usd", "customer": customer.id, "allowed_payment_method_types": ["card"],
-        "payment_method": "pm_card_authenticationRequired", "confirm": True,
-    })
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 500,
+            "currency": "usd",
+            "customer": customer.id,
+            "allowed_payment_method_types": ["card"],
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+        }
+    )
     url = f"{fresh_emulator.url}/_emulator/3ds/{intent.id}"
     status, _, page = _get(url)
     assert status == 200
@@ -71,8 +77,12 @@ def test_challenge_refuses_an_unknown_outcome_and_answers_once(
 
 
 def test_return_url_keeps_its_own_query_and_fragment() -> None:
-    intent = {"object": "setup_intent", "id": "seti_123", "client_secret": "seti_123_secret_abc",
-              "status": "requires_payment_method"}
+    intent = {
+        "object": "setup_intent",
+        "id": "seti_123",
+        "client_secret": "seti_123_secret_abc",
+        "status": "requires_payment_method",
+    }
     url = _with_result("https://shop.test/return?order=7#done", intent, succeeded=False)
     parts = urlsplit(url)
     assert parts.fragment == "done"

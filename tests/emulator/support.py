@@ -30,10 +30,14 @@ def catalog(client: stripe.StripeClient, currency: str = "eur") -> Catalog:
     basic = client.v1.products.create(params={"name": "Basic"})
 
     def price(product: str, amount: int, interval: str, count: int = 1) -> stripe.Price:
-        return client.v1.prices.create(params={
-            "product": product, "currency": currency, "unit_amount": amount,
-            "recurring": {"interval": interval, "interval_count": count},
-        })
+        return client.v1.prices.create(
+            params={
+                "product": product,
+                "currency": currency,
+                "unit_amount": amount,
+                "recurring": {"interval": interval, "interval_count": count},
+            }
+        )
 
     return Catalog(
         monthly=price(pro.id, 3000, "month"),
@@ -43,8 +47,9 @@ def catalog(client: stripe.StripeClient, currency: str = "eur") -> Catalog:
     )
 
 
-def customer_on_clock(client: stripe.StripeClient, *, card: str = "pm_card_visa",
-                      frozen_time: int = JAN_1) -> tuple[stripe.Customer, stripe.test_helpers.TestClock, str]:
+def customer_on_clock(
+    client: stripe.StripeClient, *, card: str = "pm_card_visa", frozen_time: int = JAN_1
+) -> tuple[stripe.Customer, stripe.test_helpers.TestClock, str]:
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": frozen_time})
     customer = client.v1.customers.create(params={"email": "ada@example.com", "test_clock": clock.id})
     pm = client.v1.payment_methods.attach(card, params={"customer": customer.id})
@@ -53,9 +58,14 @@ def customer_on_clock(client: stripe.StripeClient, *, card: str = "pm_card_visa"
 
 
 def subscribe(client: stripe.StripeClient, customer: str, price: str, **extra: Any) -> stripe.Subscription:
-    return client.v1.subscriptions.create(params={
-        "customer": customer, "items": [{"price": price}], "billing_mode": {"type": "flexible"}, **extra,
-    })
+    return client.v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"price": price}],
+            "billing_mode": {"type": "flexible"},
+            **extra,
+        }
+    )
 
 
 def advance(client: stripe.StripeClient, clock: str, to: int, timeout: float = 30) -> None:
@@ -74,8 +84,14 @@ def event_types(client: stripe.StripeClient, **filters: Any) -> list[str]:
     return [e.type for e in reversed(events.data)]
 
 
-def raw(base: str, method: str, path: str, data: dict[str, Any] | str | None = None,
-        headers: dict[str, str] | None = None, key: str | None = "sk_test_emulator") -> tuple[int, dict[str, str], Any]:
+def raw(
+    base: str,
+    method: str,
+    path: str,
+    data: dict[str, Any] | str | None = None,
+    headers: dict[str, str] | None = None,
+    key: str | None = "sk_test_emulator",
+) -> tuple[int, dict[str, str], Any]:
     """A request without the official client, to test the wire protocol itself."""
     body = None
     if data is not None:
@@ -95,7 +111,11 @@ def raw(base: str, method: str, path: str, data: dict[str, Any] | str | None = N
 
 
 def emulator_post(base: str, path: str, payload: dict[str, Any]) -> Any:
-    request = urllib.request.Request(base + path, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())

@@ -21,7 +21,11 @@ def test_good_card_makes_an_active_paid_subscription(client: stripe.StripeClient
     assert sub.status == "active"
     invoice = sub.latest_invoice
     assert isinstance(invoice, stripe.Invoice)
-    assert (invoice.status, invoice.amount_paid, invoice.billing_reason) == ("paid", 3000, "subscription_create")
+    assert (invoice.status, invoice.amount_paid, invoice.billing_reason) == (
+        "paid",
+        3000,
+        "subscription_create",
+    )
     intent = client.v1.payment_intents.retrieve(invoice.payments.data[0].payment.payment_intent)
     assert intent.status == "succeeded" and intent.amount == 3000
     item = sub["items"].data[0]
@@ -36,7 +40,9 @@ def test_renewal_charges_the_next_period_when_the_clock_passes_it(client: stripe
     advance(client, clock.id, FEB_1 + 2 * HOUR)
     invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
     assert [(i.billing_reason, i.status, i.amount_paid) for i in invoices] == [
-        ("subscription_cycle", "paid", 3000), ("subscription_create", "paid", 3000)]
+        ("subscription_cycle", "paid", 3000),
+        ("subscription_create", "paid", 3000),
+    ]
     item = client.v1.subscriptions.retrieve(sub.id)["items"].data[0]
     assert (item.current_period_start, item.current_period_end) == (FEB_1, MAR_1)
     types = event_types(client)
@@ -86,9 +92,15 @@ def test_failed_renewal_goes_past_due_retries_on_schedule_then_cancels(client: s
 def test_what_follows_the_last_failed_retry_is_a_setting(
     client: stripe.StripeClient, fresh_emulator: Emulator, setting: str, status: str
 ) -> None:
-    emulator_post(fresh_emulator.url, "/_emulator/settings",
-                  {"retry_schedule_days": [1, 2], "after_final_failure": setting,
-                   "invoice_after_final_failure": "mark_uncollectible"})
+    emulator_post(
+        fresh_emulator.url,
+        "/_emulator/settings",
+        {
+            "retry_schedule_days": [1, 2],
+            "after_final_failure": setting,
+            "invoice_after_final_failure": "mark_uncollectible",
+        },
+    )
     prices = catalog(client)
     customer, clock, _pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.monthly.id)
@@ -126,7 +138,9 @@ def test_paying_with_a_good_card_recovers_and_stops_retries(client: stripe.Strip
 def test_a_declining_card_is_refused_when_attached(client: stripe.StripeClient) -> None:
     customer = client.v1.customers.create(params={"email": "b@example.com"})
     with pytest.raises(stripe.CardError) as caught:
-        client.v1.payment_methods.attach("pm_card_chargeDeclinedInsufficientFunds", params={"customer": customer.id})
+        client.v1.payment_methods.attach(
+            "pm_card_chargeDeclinedInsufficientFunds", params={"customer": customer.id}
+        )
     assert caught.value.code == "card_declined"
     assert caught.value.error.decline_code == "insufficient_funds"
     assert caught.value.http_status == 402
@@ -139,10 +153,12 @@ def test_three_d_secure_on_setup_then_off_session_renewals_pass(
     prices = catalog(client)
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1})
     customer = client.v1.customers.create(params={"email": "c@example.com", "test_clock": clock.id})
-    intent = client.v1.setup_intents.create(params={"customer": customer.id, "allowed_payment_method_types": ["card"],
-                                                    "usage": "off_session"})
-    intent = client.v1.setup_intents.confirm(intent.id,
-                                             params={"payment_method": "pm_card_authenticationRequiredOnSetup"})
+    intent = client.v1.setup_intents.create(
+        params={"customer": customer.id, "allowed_payment_method_types": ["card"], "usage": "off_session"}
+    )
+    intent = client.v1.setup_intents.confirm(
+        intent.id, params={"payment_method": "pm_card_authenticationRequiredOnSetup"}
+    )
     assert intent.status == "requires_action"
     assert intent.next_action.type == "use_stripe_sdk"
     emulator_post(fresh_emulator.url, f"/_emulator/intents/{intent.id}/authenticate", {"outcome": "approve"})
@@ -159,10 +175,13 @@ def test_three_d_secure_on_setup_then_off_session_renewals_pass(
     assert (latest.billing_reason, latest.status) == ("subscription_cycle", "paid")
 
 
-def test_three_d_secure_failed_on_setup_leaves_no_card(client: stripe.StripeClient, fresh_emulator: Emulator) -> None:
+def test_three_d_secure_failed_on_setup_leaves_no_card(
+    client: stripe.StripeClient, fresh_emulator: Emulator
+) -> None:
     customer = client.v1.customers.create(params={"email": "d@example.com"})
-    intent = client.v1.setup_intents.create(params={"customer": customer.id, "confirm": True,
-                                                    "payment_method": "pm_card_authenticationRequired"})
+    intent = client.v1.setup_intents.create(
+        params={"customer": customer.id, "confirm": True, "payment_method": "pm_card_authenticationRequired"}
+    )
     assert intent.status == "requires_action"
     emulator_post(fresh_emulator.url, f"/_emulator/intents/{intent.id}/authenticate", {"outcome": "fail"})
     intent = client.v1.setup_intents.retrieve(intent.id)
@@ -195,7 +214,9 @@ def test_three_d_secure_on_payment_keeps_the_subscription_incomplete_until_appro
     assert renewal_intent.status == "requires_action"
     assert renewal_intent.last_payment_error.code == "authentication_required"
     assert client.v1.subscriptions.retrieve(sub.id).status == "past_due"
-    emulator_post(fresh_emulator.url, f"/_emulator/intents/{renewal_intent.id}/authenticate", {"outcome": "approve"})
+    emulator_post(
+        fresh_emulator.url, f"/_emulator/intents/{renewal_intent.id}/authenticate", {"outcome": "approve"}
+    )
     assert client.v1.invoices.retrieve(renewal.id).status == "paid"
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
 
@@ -207,17 +228,23 @@ def test_interval_swap_prorates_to_the_second_and_matches_the_preview(client: st
     jan_11 = JAN_1 + 10 * DAY
     advance(client, clock.id, jan_11)
     item = sub["items"].data[0]
-    change = {"items": [{"id": item.id, "price": prices.yearly.id}], "proration_date": jan_11,
-              "proration_behavior": "create_prorations"}
-    preview = client.v1.invoices.create_preview(params={"customer": customer.id, "subscription": sub.id,
-                                                        "subscription_details": change})
+    change = {
+        "items": [{"id": item.id, "price": prices.yearly.id}],
+        "proration_date": jan_11,
+        "proration_behavior": "create_prorations",
+    }
+    preview = client.v1.invoices.create_preview(
+        params={"customer": customer.id, "subscription": sub.id, "subscription_details": change}
+    )
     updated = client.v1.subscriptions.update(sub.id, params={**change, "expand": ["latest_invoice"]})
     invoice = updated.latest_invoice
 
     unused = round(3000 * (FEB_1 - jan_11) / (FEB_1 - JAN_1))  # 21 of 31 days: 2032
     assert sorted(line.amount for line in invoice.lines.data) == [-unused, 30000]
     assert invoice.amount_due == preview.amount_due == 30000 - unused
-    assert sorted(line.amount for line in preview.lines.data) == sorted(line.amount for line in invoice.lines.data)
+    assert sorted(line.amount for line in preview.lines.data) == sorted(
+        line.amount for line in invoice.lines.data
+    )
     assert (invoice.billing_reason, invoice.status) == ("subscription_update", "paid")
     new_item = updated["items"].data[0]
     assert new_item.id == item.id and new_item.price.id == prices.yearly.id
@@ -232,9 +259,14 @@ def test_same_interval_upgrade_invoiced_now_matches_the_preview(client: stripe.S
     sub = subscribe(client, customer.id, prices.basic_monthly.id)
     moment = JAN_1 + 10 * DAY + 12345  # not on a day boundary: proration is to the second
     advance(client, clock.id, moment)
-    change = {"items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
-              "proration_behavior": "always_invoice", "proration_date": moment}
-    preview = client.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": change})
+    change = {
+        "items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
+        "proration_behavior": "always_invoice",
+        "proration_date": moment,
+    }
+    preview = client.v1.invoices.create_preview(
+        params={"subscription": sub.id, "subscription_details": change}
+    )
     updated = client.v1.subscriptions.update(sub.id, params={**change, "expand": ["latest_invoice"]})
     share = (FEB_1 - moment) / (FEB_1 - JAN_1)
     expected = [-round(1000 * share), round(3000 * share)]
@@ -249,9 +281,13 @@ def test_create_prorations_waits_for_the_next_renewal_invoice(client: stripe.Str
     customer, clock, _pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.basic_monthly.id)
     advance(client, clock.id, JAN_1 + 10 * DAY)
-    change = {"items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
-              "proration_date": JAN_1 + 10 * DAY}
-    preview = client.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": change})
+    change = {
+        "items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
+        "proration_date": JAN_1 + 10 * DAY,
+    }
+    preview = client.v1.invoices.create_preview(
+        params={"subscription": sub.id, "subscription_details": change}
+    )
     client.v1.subscriptions.update(sub.id, params=change)
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
     advance(client, clock.id, FEB_1 + 2 * HOUR)
@@ -266,7 +302,11 @@ def test_an_open_invoice_no_longer_auto_advancing_is_never_retried(client: strip
     _fail_next_renewal(client, customer.id, sub.id)
     advance(client, clock.id, FEB_1 + HOUR + 60)
     invoice = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
-    assert (invoice.status, invoice.attempt_count, invoice.next_payment_attempt) == ("open", 1, FEB_1 + HOUR + DAY)
+    assert (invoice.status, invoice.attempt_count, invoice.next_payment_attempt) == (
+        "open",
+        1,
+        FEB_1 + HOUR + DAY,
+    )
 
     stopped = client.v1.invoices.update(invoice.id, params={"auto_advance": False})
     assert (stopped.auto_advance, stopped.next_payment_attempt) == (False, None)
@@ -281,10 +321,14 @@ def test_pending_if_incomplete_applies_the_change_only_once_paid(client: stripe.
     sub = subscribe(client, customer.id, prices.basic_monthly.id)
     _fail_next_renewal(client, customer.id, sub.id)
     advance(client, clock.id, JAN_1 + 10 * DAY)
-    updated = client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
-        "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete",
-    })
+    updated = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "price": prices.monthly.id}],
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+        },
+    )
     assert updated["items"].data[0].price.id == prices.basic_monthly.id
     assert updated.pending_update.subscription_items[0].price.id == prices.monthly.id
     # The declined payment is the update's alone: the subscription cycles on as if none was asked for.
@@ -302,10 +346,13 @@ def test_error_if_incomplete_refuses_and_changes_nothing(client: stripe.StripeCl
     sub = subscribe(client, customer.id, prices.basic_monthly.id)
     _fail_next_renewal(client, customer.id, sub.id)
     with pytest.raises(stripe.CardError):
-        client.v1.subscriptions.update(sub.id, params={
-            "items": [{"id": sub["items"].data[0].id, "price": prices.yearly.id}],
-            "payment_behavior": "error_if_incomplete",
-        })
+        client.v1.subscriptions.update(
+            sub.id,
+            params={
+                "items": [{"id": sub["items"].data[0].id, "price": prices.yearly.id}],
+                "payment_behavior": "error_if_incomplete",
+            },
+        )
     after = client.v1.subscriptions.retrieve(sub.id)
     assert after["items"].data[0].price.id == prices.basic_monthly.id
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
@@ -317,13 +364,20 @@ def test_downgrade_scheduled_at_period_end_applies_when_the_clock_passes(client:
     sub = subscribe(client, customer.id, prices.monthly.id)
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     phase = schedule.phases[0]
-    schedule = client.v1.subscription_schedules.update(schedule.id, params={
-        "end_behavior": "release",
-        "phases": [
-            {"items": [{"price": prices.monthly.id}], "start_date": phase.start_date, "end_date": phase.end_date},
-            {"items": [{"price": prices.basic_monthly.id}]},
-        ],
-    })
+    schedule = client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": prices.monthly.id}],
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                },
+                {"items": [{"price": prices.basic_monthly.id}]},
+            ],
+        },
+    )
     assert [p.end_date for p in schedule.phases] == [FEB_1, MAR_1]
     assert client.v1.invoices.create_preview(params={"subscription": sub.id}).amount_due == 1000
     assert client.v1.subscriptions.retrieve(sub.id)["items"].data[0].price.id == prices.monthly.id
@@ -343,17 +397,28 @@ def test_downgrade_scheduled_at_period_end_applies_when_the_clock_passes(client:
 
 def _billed(invoice: stripe.Invoice) -> tuple[object, ...]:
     """What an invoice charges, to the minor unit, and for which periods, prices and items."""
-    lines = sorted((line.amount, line.pricing.price_details.price, line.period.start, line.period.end,
-                    line.parent.subscription_item_details.proration,
-                    line.parent.subscription_item_details.subscription_item) for line in invoice.lines.data)
+    lines = sorted(
+        (
+            line.amount,
+            line.pricing.price_details.price,
+            line.period.start,
+            line.period.end,
+            line.parent.subscription_item_details.proration,
+            line.parent.subscription_item_details.subscription_item,
+        )
+        for line in invoice.lines.data
+    )
     return invoice.amount_due, invoice.total, invoice.period_start, invoice.period_end, lines
 
 
-@pytest.mark.parametrize(("old", "new", "period_end", "next_end"), [
-    ("monthly", "yearly", FEB_1, FEB_1 + 365 * DAY),
-    ("monthly", "quarterly", FEB_1, FEB_1 + (28 + 31 + 30) * DAY),
-    ("yearly", "basic_monthly", JAN_1 + 365 * DAY, JAN_1 + (365 + 31) * DAY),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "period_end", "next_end"),
+    [
+        ("monthly", "yearly", FEB_1, FEB_1 + 365 * DAY),
+        ("monthly", "quarterly", FEB_1, FEB_1 + (28 + 31 + 30) * DAY),
+        ("yearly", "basic_monthly", JAN_1 + 365 * DAY, JAN_1 + (365 + 31) * DAY),
+    ],
+)
 def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
     client: stripe.StripeClient, old: str, new: str, period_end: int, next_end: int
 ) -> None:
@@ -364,35 +429,52 @@ def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
     item = sub["items"].data[0]
     advance(client, clock.id, JAN_1 + 10 * DAY)
     phases = [
-        {"items": [{"price": old_price.id, "quantity": 1}], "start_date": item.current_period_start,
-         "end_date": item.current_period_end, "proration_behavior": "none"},
+        {
+            "items": [{"price": old_price.id, "quantity": 1}],
+            "start_date": item.current_period_start,
+            "end_date": item.current_period_end,
+            "proration_behavior": "none",
+        },
         {"items": [{"price": new_price.id, "quantity": 1}], "start_date": item.current_period_end},
     ]
     # Before the subscription is on a schedule, Stripe refuses schedule_details with it; what the
     # renewal will bill is previewed as a new schedule of the new price from the period's end.
     with pytest.raises(stripe.InvalidRequestError) as refused:
-        client.v1.invoices.create_preview(params={
-            "customer": customer.id, "subscription": sub.id, "schedule_details": {"phases": phases}})
+        client.v1.invoices.create_preview(
+            params={"customer": customer.id, "subscription": sub.id, "schedule_details": {"phases": phases}}
+        )
     assert refused.value.param == "subscription"
-    ahead = client.v1.invoices.create_preview(params={
-        "customer": customer.id,
-        "schedule_details": {"phases": [phases[1]], "end_behavior": "release"},
-    })
+    ahead = client.v1.invoices.create_preview(
+        params={
+            "customer": customer.id,
+            "schedule_details": {"phases": [phases[1]], "end_behavior": "release"},
+        }
+    )
     new_amount = new_price.unit_amount
-    assert (ahead.amount_due, ahead.total) == (new_amount, new_amount)  # the new price's full amount, no prorations
-    assert [(line.amount, line.pricing.price_details.price, line.period.start, line.period.end)
-            for line in ahead.lines.data] == [(new_amount, new_price.id, period_end, next_end)]
+    assert (ahead.amount_due, ahead.total) == (
+        new_amount,
+        new_amount,
+    )  # the new price's full amount, no prorations
+    assert [
+        (line.amount, line.pricing.price_details.price, line.period.start, line.period.end)
+        for line in ahead.lines.data
+    ] == [(new_amount, new_price.id, period_end, next_end)]
     assert client.v1.subscriptions.retrieve(sub.id).schedule is None  # a preview changes nothing
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
 
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
-    schedule = client.v1.subscription_schedules.update(schedule.id, params={"phases": phases,
-                                                                             "proration_behavior": "none"})
-    assert [(p.start_date, p.end_date) for p in schedule.phases] == [(JAN_1, period_end), (period_end, next_end)]
+    schedule = client.v1.subscription_schedules.update(
+        schedule.id, params={"phases": phases, "proration_behavior": "none"}
+    )
+    assert [(p.start_date, p.end_date) for p in schedule.phases] == [
+        (JAN_1, period_end),
+        (period_end, next_end),
+    ]
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1  # nothing charged now
     by_id = client.v1.invoices.create_preview(params={"schedule": schedule.id})
-    by_details = client.v1.invoices.create_preview(params={"customer": customer.id, "schedule": schedule.id,
-                                                           "schedule_details": {"phases": phases}})
+    by_details = client.v1.invoices.create_preview(
+        params={"customer": customer.id, "schedule": schedule.id, "schedule_details": {"phases": phases}}
+    )
     by_subscription = client.v1.invoices.create_preview(params={"subscription": sub.id})
 
     advance(client, clock.id, period_end + 2 * HOUR)
@@ -403,7 +485,9 @@ def test_schedule_preview_of_a_change_at_period_end_is_the_renewal_it_makes(
     after = client.v1.subscriptions.retrieve(sub.id)
     assert (after["items"].data[0].id, after["items"].data[0].price.id) == (item.id, new_price.id)
     assert (after["items"].data[0].current_period_start, after["items"].data[0].current_period_end) == (
-        period_end, next_end)
+        period_end,
+        next_end,
+    )
 
 
 def test_schedule_preview_by_id_of_a_downgrade_is_the_renewal_it_makes(client: stripe.StripeClient) -> None:
@@ -412,14 +496,28 @@ def test_schedule_preview_by_id_of_a_downgrade_is_the_renewal_it_makes(client: s
     sub = subscribe(client, customer.id, prices.monthly.id)
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     phase = schedule.phases[0]
-    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
-        {"items": [{"price": prices.monthly.id}], "start_date": phase.start_date, "end_date": phase.end_date},
-        {"items": [{"price": prices.basic_monthly.id, "quantity": 2}], "duration": {"interval": "month"}},
-    ]})
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": prices.monthly.id}],
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                },
+                {
+                    "items": [{"price": prices.basic_monthly.id, "quantity": 2}],
+                    "duration": {"interval": "month"},
+                },
+            ],
+        },
+    )
     advance(client, clock.id, JAN_1 + 20 * DAY + 5 * HOUR)
     preview = client.v1.invoices.create_preview(params={"customer": customer.id, "schedule": schedule.id})
-    assert [(line.amount, line.quantity, line.pricing.price_details.price) for line in preview.lines.data] == [
-        (2000, 2, prices.basic_monthly.id)]
+    assert [
+        (line.amount, line.quantity, line.pricing.price_details.price) for line in preview.lines.data
+    ] == [(2000, 2, prices.basic_monthly.id)]
     assert preview.parent.subscription_details.subscription == sub.id
 
     advance(client, clock.id, FEB_1 + 2 * HOUR)
@@ -435,10 +533,14 @@ def test_schedule_preview_of_a_phase_change_within_the_period_is_the_invoice_it_
     customer, clock, _pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.monthly.id)
     middle = JAN_1 + 15 * DAY + 777  # another interval from here: credit, and a year billed then
-    phases = [{"items": [{"price": prices.monthly.id}], "start_date": JAN_1, "end_date": middle},
-              {"items": [{"price": prices.yearly.id}], "proration_behavior": "create_prorations"}]
+    phases = [
+        {"items": [{"price": prices.monthly.id}], "start_date": JAN_1, "end_date": middle},
+        {"items": [{"price": prices.yearly.id}], "proration_behavior": "create_prorations"},
+    ]
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
-    ahead = client.v1.invoices.create_preview(params={"schedule": schedule.id, "schedule_details": {"phases": phases}})
+    ahead = client.v1.invoices.create_preview(
+        params={"schedule": schedule.id, "schedule_details": {"phases": phases}}
+    )
     client.v1.subscription_schedules.update(schedule.id, params={"phases": phases})
     advance(client, clock.id, middle + 60)
     changed = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
@@ -454,8 +556,11 @@ def test_schedule_preview_refuses_what_stripe_refuses(client: stripe.StripeClien
     other, _other_clock, _other_pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.monthly.id)
     item = sub["items"].data[0]
-    this_period = {"items": [{"price": prices.monthly.id}], "start_date": item.current_period_start,
-                   "end_date": item.current_period_end}
+    this_period = {
+        "items": [{"price": prices.monthly.id}],
+        "start_date": item.current_period_start,
+        "end_date": item.current_period_end,
+    }
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
 
     def refused(params: dict[str, object]) -> stripe.InvalidRequestError:
@@ -464,21 +569,39 @@ def test_schedule_preview_refuses_what_stripe_refuses(client: stripe.StripeClien
         assert caught.value.http_status == 400
         return caught.value
 
-    in_dollars = refused({"schedule": schedule.id, "schedule_details": {"phases": [
-        this_period, {"items": [{"price": dollars.yearly.id}]}]}})
+    in_dollars = refused(
+        {
+            "schedule": schedule.id,
+            "schedule_details": {"phases": [this_period, {"items": [{"price": dollars.yearly.id}]}]},
+        }
+    )
     assert in_dollars.param == "schedule_details[phases][1][items][0][price]"
     assert refused({"customer": other.id, "schedule": schedule.id}).param == "schedule"
     assert refused({"schedule": schedule.id, "subscription": sub.id}).param == "subscription"
-    both = refused({"schedule": schedule.id, "subscription_details": {"items": [{"price": prices.yearly.id}]}})
+    both = refused(
+        {"schedule": schedule.id, "subscription_details": {"items": [{"price": prices.yearly.id}]}}
+    )
     assert both.param == "subscription_details"
-    mixed = refused({"subscription": sub.id, "subscription_details": {"proration_behavior": "none"},
-                     "schedule_details": {"phases": [this_period]}})
+    mixed = refused(
+        {
+            "subscription": sub.id,
+            "subscription_details": {"proration_behavior": "none"},
+            "schedule_details": {"phases": [this_period]},
+        }
+    )
     assert mixed.param == "subscription_details"
-    assert refused({"subscription": sub.id, "schedule_details": {"phases": [this_period]}}).param == "subscription"
-    unknown = refused({"schedule": schedule.id, "schedule_details": {"phases": [{**this_period, "plan": "x"}]}})
+    assert (
+        refused({"subscription": sub.id, "schedule_details": {"phases": [this_period]}}).param
+        == "subscription"
+    )
+    unknown = refused(
+        {"schedule": schedule.id, "schedule_details": {"phases": [{**this_period, "plan": "x"}]}}
+    )
     assert (unknown.code, unknown.param) == ("parameter_unknown", "schedule_details[phases][0][plan]")
     # The last phase ends with this period and the schedule then cancels the subscription: nothing comes next.
-    ending = refused({"schedule": schedule.id, "schedule_details": {"phases": [this_period], "end_behavior": "cancel"}})
+    ending = refused(
+        {"schedule": schedule.id, "schedule_details": {"phases": [this_period], "end_behavior": "cancel"}}
+    )
     assert ending.code == "invoice_upcoming_none"
     assert client.v1.subscription_schedules.retrieve(schedule.id).end_behavior == "release"
 
@@ -489,10 +612,19 @@ def test_a_released_schedule_cancels_the_downgrade(client: stripe.StripeClient) 
     sub = subscribe(client, customer.id, prices.monthly.id)
     schedule = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     phase = schedule.phases[0]
-    client.v1.subscription_schedules.update(schedule.id, params={"phases": [
-        {"items": [{"price": prices.monthly.id}], "start_date": phase.start_date, "end_date": phase.end_date},
-        {"items": [{"price": prices.basic_monthly.id}]},
-    ]})
+    client.v1.subscription_schedules.update(
+        schedule.id,
+        params={
+            "phases": [
+                {
+                    "items": [{"price": prices.monthly.id}],
+                    "start_date": phase.start_date,
+                    "end_date": phase.end_date,
+                },
+                {"items": [{"price": prices.basic_monthly.id}]},
+            ]
+        },
+    )
     client.v1.subscription_schedules.release(schedule.id)
     advance(client, clock.id, FEB_1 + 2 * HOUR)
     assert client.v1.subscriptions.retrieve(sub.id)["items"].data[0].price.id == prices.monthly.id
@@ -509,10 +641,13 @@ def test_pause_and_resume(client: stripe.StripeClient) -> None:
     assert paused.status_details.paused.subscription.type == "pause_requested"
 
     advance(client, clock.id, FEB_1 + 14 * DAY)
-    assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1  # nothing billed while paused
+    assert (
+        len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
+    )  # nothing billed while paused
 
-    resumed = client.v1.subscriptions.resume(sub.id, params={"billing_cycle_anchor": {"type": "now"},
-                                                            "expand": ["latest_invoice"]})
+    resumed = client.v1.subscriptions.resume(
+        sub.id, params={"billing_cycle_anchor": {"type": "now"}, "expand": ["latest_invoice"]}
+    )
     credit = round(3000 * 21 / 31)  # the unused part of January was credited at pause
     assert resumed.status == "active"
     assert resumed.latest_invoice.amount_paid == 3000 - credit
@@ -525,8 +660,9 @@ def test_pause_collection_voids_invoices_until_it_resumes(client: stripe.StripeC
     prices = catalog(client)
     customer, clock, _pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.monthly.id)
-    client.v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void",
-                                                                        "resumes_at": FEB_1 + 10 * DAY}})
+    client.v1.subscriptions.update(
+        sub.id, params={"pause_collection": {"behavior": "void", "resumes_at": FEB_1 + 10 * DAY}}
+    )
     advance(client, clock.id, FEB_1 + 2 * HOUR)
     february = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
     assert february.status == "void"
@@ -556,8 +692,12 @@ def test_a_card_that_expires_before_renewal_declines_as_expired(client: stripe.S
     prices = catalog(client)
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1})
     customer = client.v1.customers.create(params={"test_clock": clock.id})
-    card = client.v1.payment_methods.create(params={"type": "card", "card": {
-        "number": "4242424242424242", "exp_month": 1, "exp_year": 2026, "cvc": "123"}})
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2026, "cvc": "123"},
+        }
+    )
     client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
     client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
     sub = subscribe(client, customer.id, prices.monthly.id)
@@ -582,7 +722,8 @@ def test_trial_then_first_charge(client: stripe.StripeClient) -> None:
 
 
 def test_pause_credits_unused_time_as_pending_invoice_items_and_ends_the_period(
-        client: stripe.StripeClient) -> None:
+    client: stripe.StripeClient,
+) -> None:
     prices = catalog(client)
     customer, clock, _pm = customer_on_clock(client)
     sub = subscribe(client, customer.id, prices.monthly.id)
@@ -617,7 +758,8 @@ def test_resume_on_payment_success_stays_paused_until_a_retry_pays(client: strip
     _fail_next_renewal(client, customer.id, sub.id)
     advance(client, clock.id, MAR_1)
     resuming = client.v1.subscriptions.resume(
-        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]})
+        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]}
+    )
     assert resuming.status == "paused"  # not past_due: the charge failed and Stripe retries it
     invoice = resuming.latest_invoice
     assert (invoice.status, invoice.attempt_count, invoice.amount_due) == ("open", 1, 3000)
@@ -643,11 +785,15 @@ def test_resume_on_payment_success_with_a_good_card_is_active_at_once(client: st
     client.v1.subscriptions.pause(sub.id)
     advance(client, clock.id, MAR_1)
     resumed = client.v1.subscriptions.resume(
-        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
-        options={"idempotency_key": "resume-once"})
+        sub.id,
+        params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
+        options={"idempotency_key": "resume-once"},
+    )
     assert resumed.status == "active" and resumed.latest_invoice.status == "paid"
     again = client.v1.subscriptions.resume(
-        sub.id, params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
-        options={"idempotency_key": "resume-once"})
+        sub.id,
+        params={"payment_behavior": "resume_on_payment_success", "expand": ["latest_invoice"]},
+        options={"idempotency_key": "resume-once"},
+    )
     assert again.latest_invoice.id == resumed.latest_invoice.id  # a replay, not a second resume
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 2

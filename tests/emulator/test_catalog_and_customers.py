@@ -12,22 +12,35 @@ def test_prices_by_lookup_key_across_intervals_and_currencies(client: stripe.Str
     for currency, amount in (("eur", 3000), ("sek", 33000), ("usd", 3200)):
         for interval, count, factor in (("month", 1, 1), ("month", 3, 3), ("year", 1, 10)):
             key = f"pro_{interval}{count}_{currency}"
-            made[key] = client.v1.prices.create(params={
-                "product": product.id, "currency": currency, "unit_amount": amount * factor, "lookup_key": key,
-                "recurring": {"interval": interval, "interval_count": count},
-            })
+            made[key] = client.v1.prices.create(
+                params={
+                    "product": product.id,
+                    "currency": currency,
+                    "unit_amount": amount * factor,
+                    "lookup_key": key,
+                    "recurring": {"interval": interval, "interval_count": count},
+                }
+            )
     found = client.v1.prices.list(params={"lookup_keys": ["pro_month3_sek", "pro_year1_usd"]}).data
     assert {p.id for p in found} == {made["pro_month3_sek"].id, made["pro_year1_usd"].id}
     quarterly = client.v1.prices.retrieve(made["pro_month3_sek"].id)
-    assert (quarterly.recurring.interval, quarterly.recurring.interval_count, quarterly.unit_amount) == ("month", 3,
-                                                                                                         99000)
+    assert (quarterly.recurring.interval, quarterly.recurring.interval_count, quarterly.unit_amount) == (
+        "month",
+        3,
+        99000,
+    )
     assert len(client.v1.prices.list(params={"currency": "usd", "limit": 100}).data) == 3
 
 
 def test_a_lookup_key_belongs_to_one_price_unless_transferred(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "Basic"})
-    params = {"product": product.id, "currency": "eur", "unit_amount": 1000, "lookup_key": "basic_month_eur",
-              "recurring": {"interval": "month"}}
+    params = {
+        "product": product.id,
+        "currency": "eur",
+        "unit_amount": 1000,
+        "lookup_key": "basic_month_eur",
+        "recurring": {"interval": "month"},
+    }
     old = client.v1.prices.create(params=params)  # type: ignore[arg-type]
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.prices.create(params=params)  # type: ignore[arg-type]
@@ -38,15 +51,34 @@ def test_a_lookup_key_belongs_to_one_price_unless_transferred(client: stripe.Str
 
 def test_a_subscription_cannot_mix_currencies(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "Pro"})
-    eur = client.v1.prices.create(params={"product": product.id, "currency": "eur", "unit_amount": 3000,
-                                          "recurring": {"interval": "month"}})
-    sek = client.v1.prices.create(params={"product": product.id, "currency": "sek", "unit_amount": 33000,
-                                          "recurring": {"interval": "month"}})
+    eur = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "currency": "eur",
+            "unit_amount": 3000,
+            "recurring": {"interval": "month"},
+        }
+    )
+    sek = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "currency": "sek",
+            "unit_amount": 33000,
+            "recurring": {"interval": "month"},
+        }
+    )
     customer = client.v1.customers.create(params={"payment_method": "pm_card_visa"})
-    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": eur.id}],
-                                                 "default_payment_method": customer_default(client, customer.id)})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": eur.id}],
+            "default_payment_method": customer_default(client, customer.id),
+        }
+    )
     with pytest.raises(stripe.InvalidRequestError) as caught:
-        client.v1.subscriptions.update(sub.id, params={"items": [{"id": sub["items"].data[0].id, "price": sek.id}]})
+        client.v1.subscriptions.update(
+            sub.id, params={"items": [{"id": sub["items"].data[0].id, "price": sek.id}]}
+        )
     assert "currency" in str(caught.value)
 
 
@@ -55,11 +87,20 @@ def customer_default(client: stripe.StripeClient, customer: str) -> str:
 
 
 def test_customer_details_locale_address_and_tax_ids(client: stripe.StripeClient) -> None:
-    customer = client.v1.customers.create(params={
-        "email": "ada@example.com", "name": "Ada Lovelace", "preferred_locales": ["sv", "en"],
-        "address": {"line1": "Drottninggatan 1", "city": "Stockholm", "postal_code": "111 51", "country": "SE"},
-        "tax_id_data": [{"type": "eu_vat", "value": "SE556677889901"}],
-    })
+    customer = client.v1.customers.create(
+        params={
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "preferred_locales": ["sv", "en"],
+            "address": {
+                "line1": "Drottninggatan 1",
+                "city": "Stockholm",
+                "postal_code": "111 51",
+                "country": "SE",
+            },
+            "tax_id_data": [{"type": "eu_vat", "value": "SE556677889901"}],
+        }
+    )
     assert customer.preferred_locales == ["sv", "en"]
     assert (customer.address.city, customer.address.line2) == ("Stockholm", None)
     tax_ids = client.v1.customers.tax_ids.list(customer.id).data
@@ -79,5 +120,7 @@ def test_the_default_card_must_belong_to_the_customer(client: stripe.StripeClien
     bob = client.v1.customers.create()
     bobs_card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": bob.id})
     with pytest.raises(stripe.InvalidRequestError) as caught:
-        client.v1.customers.update(ada.id, params={"invoice_settings": {"default_payment_method": bobs_card.id}})
+        client.v1.customers.update(
+            ada.id, params={"invoice_settings": {"default_payment_method": bobs_card.id}}
+        )
     assert caught.value.param == "invoice_settings[default_payment_method]"

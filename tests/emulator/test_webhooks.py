@@ -68,7 +68,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _endpoint(client: stripe.StripeClient, receiver: Receiver, events: list[str] | None = None) -> str:
-    endpoint = client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": events or ["*"]})
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": events or ["*"]}
+    )
     assert endpoint.secret.startswith("whsec_")
     return endpoint.secret
 
@@ -82,8 +84,9 @@ def test_events_are_delivered_signed_and_verifiable(client: stripe.StripeClient,
     assert (event.type, event.data.object.id) == ("customer.created", customer.id)
     assert event.api_version == "2026-10-28.endive"
     with pytest.raises(stripe.SignatureVerificationError):
-        stripe.Webhook.construct_event(body.replace(b"a@example.com", b"x@example.com"),
-                                       headers["Stripe-Signature"], secret)
+        stripe.Webhook.construct_event(
+            body.replace(b"a@example.com", b"x@example.com"), headers["Stripe-Signature"], secret
+        )
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body, headers["Stripe-Signature"], "whsec_wrong")
 
@@ -98,8 +101,9 @@ def test_updates_carry_previous_attributes(client: stripe.StripeClient, receiver
     assert event["request"]["id"].startswith("req_")
 
 
-def test_only_enabled_events_are_sent(client: stripe.StripeClient, receiver: Receiver,
-                                      fresh_emulator: Emulator) -> None:
+def test_only_enabled_events_are_sent(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
     _endpoint(client, receiver, ["customer.updated"])
     customer = client.v1.customers.create(params={"email": "a@example.com"})
     client.v1.customers.update(customer.id, params={"name": "Ada"})
@@ -107,8 +111,9 @@ def test_only_enabled_events_are_sent(client: stripe.StripeClient, receiver: Rec
     assert [e["type"] for e in receiver.events()] == ["customer.updated"]
 
 
-def test_failed_deliveries_are_retried_with_backoff(client: stripe.StripeClient, receiver: Receiver,
-                                                    fresh_emulator: Emulator) -> None:
+def test_failed_deliveries_are_retried_with_backoff(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
     emulator_post(fresh_emulator.url, "/_emulator/settings", {"webhook_retry_base_seconds": 0.05})
     receiver.fail_first = 2
     _endpoint(client, receiver)
@@ -130,8 +135,9 @@ def test_events_are_listed_and_retrievable(client: stripe.StripeClient) -> None:
     assert client.v1.events.retrieve(listed.data[1].id).data.object.id == customer.id
 
 
-def test_a_deleted_endpoint_gets_nothing_more(client: stripe.StripeClient, receiver: Receiver,
-                                              fresh_emulator: Emulator) -> None:
+def test_a_deleted_endpoint_gets_nothing_more(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
     client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["*"]})
     endpoint = client.v1.webhook_endpoints.list().data[0]
     assert "secret" not in endpoint  # shown once, at creation
@@ -141,8 +147,9 @@ def test_a_deleted_endpoint_gets_nothing_more(client: stripe.StripeClient, recei
     assert receiver.events() == []
 
 
-def test_chaos_mode_duplicates_deliveries(client: stripe.StripeClient, receiver: Receiver,
-                                          fresh_emulator: Emulator) -> None:
+def test_chaos_mode_duplicates_deliveries(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
     emulator_post(fresh_emulator.url, "/_emulator/settings", {"chaos": {"duplicate_rate": 1.0, "seed": 7}})
     _endpoint(client, receiver, ["customer.created"])
     for _ in range(3):
@@ -152,10 +159,14 @@ def test_chaos_mode_duplicates_deliveries(client: stripe.StripeClient, receiver:
     assert len(ids) == 6 and len(set(ids)) == 3
 
 
-def test_chaos_mode_reorders_deliveries(client: stripe.StripeClient, receiver: Receiver,
-                                        fresh_emulator: Emulator) -> None:
-    emulator_post(fresh_emulator.url, "/_emulator/settings",
-                  {"chaos": {"shuffle_window": 10, "max_delay_seconds": 0.3, "seed": 11}})
+def test_chaos_mode_reorders_deliveries(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
+    emulator_post(
+        fresh_emulator.url,
+        "/_emulator/settings",
+        {"chaos": {"shuffle_window": 10, "max_delay_seconds": 0.3, "seed": 11}},
+    )
     _endpoint(client, receiver, ["customer.created"])
     created = [client.v1.customers.create().id for _ in range(20)]
     events = receiver.wait_for(20)
@@ -164,16 +175,21 @@ def test_chaos_mode_reorders_deliveries(client: stripe.StripeClient, receiver: R
     assert arrived != created
 
 
-def test_flushing_an_endpoint_waits_out_its_retries(client: stripe.StripeClient, receiver: Receiver,
-                                                    fresh_emulator: Emulator) -> None:
+def test_flushing_an_endpoint_waits_out_its_retries(
+    client: stripe.StripeClient, receiver: Receiver, fresh_emulator: Emulator
+) -> None:
     """Flushed for one endpoint, every event sent to it has had its last attempt: here the
     third, after two refusals and the backoff between them."""
     emulator_post(fresh_emulator.url, "/_emulator/settings", {"webhook_retry_base_seconds": 0.3})
     receiver.fail_first = 2
-    endpoint = client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["customer.created"]})
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": ["customer.created"]}
+    )
     client.v1.customers.create()
 
-    flushed = emulator_post(fresh_emulator.url, "/_emulator/webhooks/flush", {"endpoint": endpoint.id, "timeout": 10})
+    flushed = emulator_post(
+        fresh_emulator.url, "/_emulator/webhooks/flush", {"endpoint": endpoint.id, "timeout": 10}
+    )
     assert flushed == {"idle": True}
     assert [e["type"] for e in receiver.events()] == ["customer.created"]
     assert [d["status"] for d in fresh_emulator.state.deliveries] == [500, 500, 200]

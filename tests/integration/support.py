@@ -23,7 +23,8 @@ ARTIFACTS = REPO / "artifacts" / "integration"
 VISIBILITY_TIMEOUT_SECONDS = 5
 # The workers' retry policy (BILLING_POLICY): the same rules, shorter waits.
 FAST_RETRIES = {
-    name: {"backoff": {"delays_seconds": [1, 2, 4], "max_seconds": 4}} for name in ("changes", "events", "messages")
+    name: {"backoff": {"delays_seconds": [1, 2, 4], "max_seconds": 4}}
+    for name in ("changes", "events", "messages")
 }
 
 

@@ -31,7 +31,9 @@ def _setup(settings: Any, catalog: None) -> None:
     channels.LocmemSmsBackend.outbox.clear()
 
 
-def _failed(email: str, committed: Callable[[], Any], *, decline: str = "expired_card") -> tuple[Renewal, str]:
+def _failed(
+    email: str, committed: Callable[[], Any], *, decline: str = "expired_card"
+) -> tuple[Renewal, str]:
     renewal = Renewal(email=email, decline=decline, phone="+46701234567")
     renewal.fail()
     client = Client()
@@ -58,7 +60,7 @@ def _problem(response: Any) -> str:
 
 
 def test_a_changed_link_is_refused_with_a_friendly_page_and_no_trace(committed: Callable[[], Any]) -> None:
-    renewal, link = _failed("tamper@example.com", committed)
+    _renewal, link = _failed("tamper@example.com", committed)
     head, signature = link.rstrip("/").rsplit("-", 1)
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
     assert "u-" in link  # an expired card: its link is for a new card
@@ -75,7 +77,7 @@ def test_a_changed_link_is_refused_with_a_friendly_page_and_no_trace(committed: 
 
 
 def test_an_expired_link_says_so_and_offers_a_login(committed: Callable[[], Any]) -> None:
-    renewal, link = _failed("expired@example.com", committed)
+    _renewal, link = _failed("expired@example.com", committed)
     with time_machine.travel(dt.datetime.now(tz=dt.UTC) + dt.timedelta(days=15)):
         page = Client().get(link)
         assert (page.status_code, _problem(page)) == (410, "expired")
@@ -115,7 +117,11 @@ def test_a_link_that_did_its_job_is_refused_for_a_second_action(committed: Calla
         browser.post(link)
         added = browser.post(
             "/cards/confirm/",
-            {"setup_intent": confirmed_setup_intent(customer=renewal.customer, payment_method="pm_card_mastercard")},
+            {
+                "setup_intent": confirmed_setup_intent(
+                    customer=renewal.customer, payment_method="pm_card_mastercard"
+                )
+            },
         )
     change = BillingChange.objects.get(customer=renewal.customer, kind="card_add")
     assert added["Location"] == f"/changes/{change.pk}/"
@@ -141,7 +147,9 @@ def _database() -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-def test_a_crawler_following_every_link_of_every_message_changes_nothing(committed: Callable[[], Any]) -> None:
+def test_a_crawler_following_every_link_of_every_message_changes_nothing(
+    committed: Callable[[], Any],
+) -> None:
     renewal, _link = _failed("crawled@example.com", committed)
     renewal.move(days=32 + 7.5)
     from billing.services import recovery
