@@ -1,27 +1,35 @@
 """Staff views of the billing tables, read-only: mirrors belong to Stripe, the catalog to
-billing/catalog.py, and changes, events and deliveries are records.  Until staff actions exist as
-audited changes, nothing here writes."""
+billing/catalog.py, and changes, events, deliveries and recovery cases are records.  The one thing
+staff write here is a new version of the recovery policy, with its reason; staff actions on
+customers come as audited changes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from billing import changes
+from billing import changes, recovery
 from billing.models import (
     BillingChange,
     BillingCustomer,
     Delivery,
     Invoice,
+    LinkEvent,
+    PaymentAttempt,
     PaymentMethod,
     Price,
+    RecoveryCase,
+    RecoveryPolicy,
     StripeEvent,
     Subscription,
     Tier,
 )
+from billing.services.recovery import active_policy, policy_data
 from billing.state import subscription_state
 
 
@@ -130,3 +138,122 @@ class DeliveryAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "channel", "category", "message"]
     search_fields = ["dedupe_key", "customer__email"]
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+class RecoveryPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A new version of the escalation policy, checked as a whole (billing.recovery) before it is
+    saved: a policy that would not hold together is refused with its reasons, never half-run."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), help_text="Why this change (kept with it)."
+    )
+
+    class Meta:
+        model = RecoveryPolicy
+        fields = ["steps", "grace_days", "end_action", "daily_cap", "retry_hold_hours", "link_days", "reason"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        fields = {name: data.get(name) for name in recovery.Policy.model_fields}
+        try:
+            recovery.spec(fields)
+        except recovery.InvalidPolicy as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
+@admin.register(RecoveryPolicy)
+class RecoveryPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Staff change the policy without a deploy by adding a version; saved versions stay as they
+    were, because the cases they opened run them to their end."""
+
+    form = RecoveryPolicyForm
+    actions = None
+    list_display = [
+        "version",
+        "grace_days",
+        "end_action",
+        "daily_cap",
+        "steps_summary",
+        "created_by",
+        "created_at",
+    ]
+
+    @admin.display(description="steps")
+    def steps_summary(self, obj: RecoveryPolicy) -> str:
+        return ", ".join(
+            f"day {s.get('day')}: {s.get('tone')} ({'+'.join(s.get('channels', []))})" for s in obj.steps
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return policy_data(active_policy())
+
+    def save_model(self, request: HttpRequest, obj: RecoveryPolicy, form: Any, change: bool) -> None:
+        with transaction.atomic():
+            latest = RecoveryPolicy.objects.select_for_update().order_by("-version").first()
+            obj.version = (latest.version if latest else 0) + 1
+            obj.created_by = request.user if request.user.is_authenticated else None
+            obj.save()
+
+
+class _CaseRows(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptRows(_CaseRows):
+    model = PaymentAttempt
+    fields = readonly_fields = (
+        "at",
+        "stripe_id",
+        "payment_method_id",
+        "succeeded",
+        "decline_code",
+        "advice_code",
+    )
+
+
+class DeliveryRows(_CaseRows):
+    model = Delivery
+    fields = readonly_fields = ("created_at", "message", "channel", "status", "suppressed_reason", "sent_at")
+
+
+class LinkRows(_CaseRows):
+    model = LinkEvent
+    fields = readonly_fields = ("at", "kind", "purpose", "delivery", "change")
+
+
+@admin.register(RecoveryCase)
+class RecoveryCaseAdmin(ReadOnlyAdmin):
+    """One failed payment's episode: every attempt, every message and click, how it ended."""
+
+    list_display = [
+        "invoice_stripe_id",
+        "customer",
+        "status",
+        "outcome",
+        "family",
+        "amount",
+        "currency",
+        "opened_at",
+        "grace_ends_at",
+        "closed_at",
+    ]
+    list_filter = ["status", "outcome", "family", "hard", "policy"]
+    search_fields = ["invoice_stripe_id", "customer__email", "subscription_stripe_id"]
+    inlines = [AttemptRows, DeliveryRows, LinkRows]

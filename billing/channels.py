@@ -22,6 +22,11 @@ class ChannelUnavailable(Exception):
     """The mail server or the SMS provider can't take the message now; it is tried again later."""
 
 
+class MessageRefused(Exception):
+    """The provider refused this message for good (an invalid or unsubscribed number): trying it
+    again would only be refused again, so the delivery ends failed at once, for staff to see."""
+
+
 class SmsBackend(Protocol):
     def send(self, *, to: str, text: str) -> None: ...
 

@@ -122,6 +122,10 @@ def send(*, delivery_id: int) -> bool:
     except channels.ChannelUnavailable as exc:
         _failed(delivery_id=delivery_id, error=exc, outage=True)
         raise
+    except channels.MessageRefused as exc:
+        logger.warning("delivery %s: refused by the provider: %s", delivery_id, exc)
+        _failed(delivery_id=delivery_id, error=exc, outage=False, final=True)
+        return False
     except Exception as exc:
         logger.exception("delivery %s: could not be sent", delivery_id)
         _failed(delivery_id=delivery_id, error=exc, outage=False)
@@ -189,7 +193,7 @@ def _transmit(delivery: Delivery) -> None:
     channels.send(channel=channel, to=channels.address(customer=customer, channel=channel), rendered=rendered)
 
 
-def _failed(*, delivery_id: int, error: Exception, outage: bool) -> None:
+def _failed(*, delivery_id: int, error: Exception, outage: bool, final: bool = False) -> None:
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update(of=("self",)).filter(pk=delivery_id).first()
         if delivery is None or delivery.status not in (Status.PENDING, Status.SENDING):
@@ -203,7 +207,7 @@ def _failed(*, delivery_id: int, error: Exception, outage: bool) -> None:
             now=timezone.now(),
         )
         delivery.attempts, delivery.last_error = failed.attempts, failed.error
-        if failed.retry_at is None:
+        if failed.retry_at is None or final:
             delivery.status = Status.FAILED
             logger.error("delivery %s failed for good after %s attempts", delivery_id, delivery.attempts)
         else:

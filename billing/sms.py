@@ -25,7 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from billing.channels import ChannelUnavailable
+from billing.channels import ChannelUnavailable, MessageRefused
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def read_texts(*, folder: Path) -> list[Text]:
 TWILIO_API = "https://api.twilio.com"
 
 
-class SmsRejected(Exception):
+class SmsRejected(MessageRefused):
     """The provider refused this message for good (an invalid or unsubscribed number, a body it
     won't take, our credentials): trying again later won't help.  `code` is Twilio's error code."""
 

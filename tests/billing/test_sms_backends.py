@@ -1,7 +1,7 @@
 """Text message backends: the file backend (development, the demo's mailbox) keeps whole lines
 whoever appends, and the Twilio backend, through Twilio's official client against a local
-stand-in for the Messages API, tells an outage (tried again later) from a refusal (ended after the
-policy's attempts) and never lets the auth token into an error."""
+stand-in for the Messages API, tells an outage (tried again later) from a refusal (ended at
+once, never tried again) and never lets the auth token into an error."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 
-from billing import channels, messages, outbox, policy, tasks
+from billing import channels, messages, outbox, tasks
 from billing.channels import ChannelUnavailable
 from billing.messages import MESSAGES, Facts, Message, Rendered
 from billing.models import BillingCustomer, Delivery
@@ -302,23 +302,17 @@ def test_an_outage_leaves_the_text_waiting_and_it_goes_once_twilio_is_back(
 
 
 @pytest.mark.django_db
-def test_a_refused_number_ends_failed_after_the_policys_attempts(
+def test_a_refused_number_ends_failed_at_once_and_is_never_tried_again(
     by_text: Message, standin: TwilioStandin, committed: Any
 ) -> None:
+    """The number is unsubscribed (21610): trying again would only be refused again."""
     standin.unsubscribed.add(PHONE)
     delivery = _enqueue(_texter(PHONE), by_text, committed)
-    attempts = policy.current().messages.max_attempts
-
-    for _ in range(attempts - 1):
-        assert delivery.status == Delivery.Status.PENDING
-        with time_machine.travel(delivery.send_after + dt.timedelta(seconds=1), tick=False), committed():
-            tasks.send_pending_deliveries()
-        delivery.refresh_from_db()
-
+    delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.FAILED
-    assert delivery.attempts == attempts
+    assert delivery.attempts == 1
     assert "21610" in delivery.last_error and AUTH_TOKEN not in delivery.last_error
     # Ended: no more tries, however long the sweep keeps running.
     with time_machine.travel(MIDDAY + dt.timedelta(days=30), tick=False), committed():
         assert tasks.send_pending_deliveries() == 0
-    assert len(standin.received) == attempts
+    assert len(standin.received) == 1
