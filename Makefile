@@ -137,7 +137,8 @@ emulator: $(STAMP)
 
 # The portal against its own emulator (started and stopped by the command), on a SQLite database
 # recreated each run (var/demo.sqlite3), Celery tasks in-process (no REDIS_URL), emails written to
-# var/mailbox and text messages to var/sms, both shown at /dev/mailbox/.  Settings read at import
+# var/mailbox and text messages to var/sms, both shown at /dev/mailbox/; no quiet hours, so the
+# seeded failed payments' messages are in the mailbox whatever the hour.  Settings read at import
 # are fixed here; the command sets the emulator's address and the webhook secret itself.
 demo: $(STAMP)
 	@mkdir -p var
@@ -148,6 +149,7 @@ demo: $(STAMP)
 		DJANGO_EMAIL_FILE_PATH=$(CURDIR)/var/mailbox \
 		BILLING_SMS_BACKEND=billing.sms.FileSmsBackend \
 		BILLING_SMS_FILE_PATH=$(CURDIR)/var/sms \
+		BILLING_POLICY='{"quiet_hours": {"start_hour": 0, "end_hour": 0}}' \
 		$(PY) manage.py demo --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 bench: $(STAMP)

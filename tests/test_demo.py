@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.test import Client
 from django.urls import path
 
 from billing import channels
 from billing.messages import Rendered
-from billing.models import Subscription
+from billing.models import Delivery, RecoveryCase, Subscription
 from billing.policy import Channel
 from portal.dev import mailbox
 from portal.dev import seed as demo
@@ -48,6 +49,18 @@ def _dashboard(email: str) -> str:
     return _page(email, "/")
 
 
+# What `make demo` sets (BILLING_POLICY in the Makefile): no quiet hours, so the seed's messages
+# go at once whatever the hour.
+DEMO_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
+DEEP_LINK = re.compile(r"https?://[^\s\"'<>]+(/l/[0-9a-z]+-[A-Za-z0-9_-]{22}/)")
+
+
+@pytest.fixture(autouse=True)
+def _demo_policy(settings: Any) -> None:
+    settings.BILLING_POLICY = DEMO_POLICY
+    channels.LocmemSmsBackend.outbox.clear()
+
+
 @pytest.mark.django_db
 def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     logins = demo.seed()
@@ -56,6 +69,8 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "ada@example.com",
         "grace@example.com",
         "alan@example.com",
+        "frances@example.com",
+        "hedy@example.com",
         "margaret@example.com",
         "astrid@example.com",
         "edsger@example.com",
@@ -70,7 +85,23 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     assert "Active" in ada and "Visa •••• 4242" in ada and "Nothing to pay" in ada
     assert "expires before your next payment" in _text(_dashboard("grace@example.com"))
     alan = _text(_dashboard("alan@example.com"))
-    assert "Payment failed" in alan and "has not gone through yet" in alan and "Visa •••• 0341" in alan
+    assert "Payment failed" in alan and "Visa •••• 0341" in alan
+    assert "Your payment of €19.00 didn't go through. Your access continues until" in alan
+    _recovery_is_shown("alan@example.com")
+    frances = RecoveryCase.objects.get(customer__email="frances@example.com")
+    assert frances.hard and frances.retries_stopped_at is not None
+    frances_fix = _text(_page("frances@example.com", f"/fix/{frances.pk}/"))
+    assert "Add a new card" in frances_fix and "Try the payment again" not in frances_fix
+    assert _client("frances@example.com").get("/app/").status_code == 200
+    hedy = _client("hedy@example.com").get("/app/")
+    assert hedy.status_code == 402 and "Your access is paused" in hedy.content.decode()
+    hedy_steps = Delivery.objects.filter(customer__email="hedy@example.com", channel="email", status="sent")
+    assert sorted(hedy_steps.values_list("message", flat=True)) == [
+        "payment_failed_direct",
+        "payment_failed_final",
+        "payment_failed_friendly",
+        "payment_failed_reminder",
+    ]
     assert "Paused until" in _text(_dashboard("margaret@example.com"))
     astrid = _dashboard("astrid@example.com")
     assert '<html lang="sv">' in astrid and "kr" in astrid
@@ -96,6 +127,31 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     staff = Client()
     assert staff.login(username=demo.ADMIN_EMAIL, password=demo.PASSWORD)
     assert staff.get("/admin/").status_code == 200
+
+
+def _recovery_is_shown(email: str) -> None:
+    """Alan's open case: the fix page, the in-app message, the day 0, 3 and 7 emails (each with a
+    deep link that opens the fix page without a login) and the day-7 text message."""
+    case = RecoveryCase.objects.get(customer__email=email, status="open")
+    assert case.decline_codes == ["insufficient_funds"]
+    fix = _text(_page(email, f"/fix/{case.pk}/"))
+    assert "Your card didn't have enough funds" in fix.replace("&#x27;", "'")
+    assert "Try the payment again" in fix
+    listing = _text(_page(email, "/messages/"))
+    assert "Messages 1 new" in listing and "your access continues until" in listing
+    subjects = [m.subject for m in mail.outbox if m.to == [email]]
+    assert subjects == [
+        "Your payment of €19.00 didn't go through",
+        "Reminder: your payment of €19.00 is still open",
+        "Action needed: €19.00 is still unpaid",
+    ]
+    for sent in (m for m in mail.outbox if m.to == [email]):
+        link = DEEP_LINK.search(sent.body)
+        assert link is not None and "Pay now:" in sent.body, sent.subject
+        page = Client().get(link.group(1))
+        assert page.status_code == 200 and "Try the payment again" in page.content.decode()
+    ((to, text),) = channels.LocmemSmsBackend.outbox
+    assert to == demo.ALAN_PHONE and DEEP_LINK.search(text)
 
 
 def _change(email: str, price: str, when: str) -> str:

@@ -6,15 +6,20 @@ This is demo tooling, not portal code.  It arranges Stripe-side state the portal
 would make only through its change engine (a plan change scheduled for the renewal), so it talks
 to the emulator with the official client directly; the portal itself reaches Stripe only through
 billing.gateway.  The mirror is filled by billing.sync.reconcile_customer, not by
-waiting for webhooks.
+waiting for webhooks (the portal's webhook endpoint is registered with the emulator only once the
+portal serves).  The failed renewals are the exception: their events, as the emulator emitted
+them, go through the webhook's own code (billing.webhooks.receive, then billing.handlers.process),
+so the recovery engine opens their cases and sends their messages as it would for Stripe's.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,17 +29,33 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.test import override_settings
 from django.utils import timezone
 
-from billing import sync
-from billing.models import BillingChange, BillingCustomer, Invoice, Price, Subscription
-from billing.services import pauses
+from billing import handlers, outbox, sync, webhooks
+from billing.models import (
+    BillingChange,
+    BillingCustomer,
+    Delivery,
+    Invoice,
+    Price,
+    RecoveryCase,
+    Subscription,
+)
+from billing.services import pauses, recovery
 from billing.services.customers import customer_create, ensure_stripe_customer
+from stripe_emulator.webhooks import sign
 
 PASSWORD = "portal-demo"
 ADMIN_EMAIL = "admin@example.com"
 # How long to wait for the emulator to finish advancing a test clock.
 CLOCK_DEADLINE_SECONDS = 60.0
+# Signs the events the seed hands to the webhook code when no endpoint secret is set yet (the
+# demo registers its endpoint after seeding); never used for a request from outside.
+SEED_WEBHOOK_SECRET = "whsec_demo_seed_only"
+# Alan's mobile number, for the recovery steps that text (E.164).
+ALAN_PHONE = "+46701234567"
+DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -169,6 +190,113 @@ def _check(condition: bool, message: str) -> None:
         raise SeedError(message)
 
 
+def _decline(payment_method: str, code: str) -> None:
+    """The saved card starts declining its charges with `code`, as a bank would."""
+    _emulator_post(f"/_emulator/payment_methods/{payment_method}/decline", {"decline_code": code})
+
+
+def _event_ids() -> set[str]:
+    return {event["id"] for event in _events()}
+
+
+def _events() -> list[dict[str, Any]]:
+    """Every event the emulator has emitted, oldest first, as the JSON Stripe sends."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    headers = {"Authorization": f"Bearer {settings.STRIPE_API_KEY}", "Stripe-Version": stripe.api_version}
+    while True:
+        response = requests.get(
+            f"{settings.STRIPE_API_BASE}/v1/events", params=params, headers=headers, timeout=10
+        )
+        response.raise_for_status()
+        page = response.json()
+        events.extend(page["data"])
+        if not page["has_more"]:
+            break
+        params["starting_after"] = page["data"][-1]["id"]
+    events.reverse()  # listed newest first
+    return events
+
+
+def _deliver_events(customer: BillingCustomer, *, after: set[str]) -> int:
+    """The customer's events emitted since `after` was taken, through the webhook's code: verified
+    and stored (billing.webhooks.receive), then processed (billing.handlers.process, what the
+    eager Celery task runs on commit; run here too so the outcome never waits for a commit).
+    Then the messages that are due are sent, as the outbox's task does on commit."""
+    stripe_id = _stripe_id(customer)
+    secret = settings.STRIPE_WEBHOOK_SECRET or SEED_WEBHOOK_SECRET
+    count = 0
+    with override_settings(STRIPE_WEBHOOK_SECRET=secret):
+        for event in _events():
+            obj = event["data"]["object"]
+            if event["id"] in after or stripe_id not in (obj.get("customer"), obj.get("id")):
+                continue
+            payload = json.dumps(event).encode()
+            row = webhooks.receive(payload=payload, signature=sign(payload, secret, int(time.time())))
+            if row is not None:
+                handlers.process(event_pk=row.pk)
+            count += 1
+    _send_due_messages()
+    return count
+
+
+def _send_due_messages() -> None:
+    for delivery_id in outbox.due(now=timezone.now(), limit=500):
+        outbox.send(delivery_id=delivery_id)
+
+
+def _case(customer: BillingCustomer) -> RecoveryCase:
+    case = RecoveryCase.objects.filter(customer=customer, status=RecoveryCase.Status.OPEN).first()
+    _check(case is not None, f"{customer.email}: the failed renewal opened no recovery case")
+    assert case is not None
+    return case
+
+
+def _steps_as_of(case: RecoveryCase, *days: float) -> None:
+    """Run the recovery sweep as the beat job would on each of those days after the failure, so
+    the demo shows the later reminders at once (they are sent now, written as of that day)."""
+    for day in days:
+        recovery.send_due_steps(now=case.opened_at + day * DAY, limit=100)
+        _send_due_messages()
+
+
+def _failed_renewal(
+    *,
+    email: str,
+    name: str,
+    decline: str,
+    months_ago: dt.timedelta = dt.timedelta(0),
+    phone: str = "",
+    at_failure: Callable[[dt.datetime], AbstractContextManager[Any]] | None = None,
+) -> BillingCustomer:
+    """Subscribed a month before `months_ago` on a test clock, paid with the Visa ending 0341 told
+    to decline with `decline` from then on; the clock moves past the renewal's first attempt (before
+    Stripe's first retry), and the emulator's events reach the portal's webhook code (inside
+    `at_failure(the clock's time)` if given)."""
+    start = _month_before(timezone.now() - months_ago) - dt.timedelta(hours=3)
+    clock = api().v1.test_helpers.test_clocks.create(
+        params={"frozen_time": int(start.timestamp()), "name": f"demo: payment failed ({decline})"}
+    )
+    customer = _customer(email=email, name=name, language="en", currency="eur", test_clock=clock.id)
+    if phone:
+        customer.phone = phone
+        customer.save(update_fields=["phone"])
+    first_card = _add_card(customer, "pm_card_visa")
+    sub = _subscribe(customer, "standard_month_eur")
+    card = _add_card(customer, "pm_card_chargeCustomerFail")
+    api().v1.payment_methods.detach(first_card)
+    sync.reconcile_customer(customer_id=customer.pk)
+    _decline(card, decline)
+    renewal = sub["items"]["data"][0]["current_period_end"]
+    before = _event_ids()
+    # Past the renewal invoice's finalization (an hour) and its first attempt, before the first retry.
+    at = renewal + 2 * 3600
+    _advance_clock(clock.id, to=at)
+    with at_failure(dt.datetime.fromtimestamp(at, tz=dt.UTC)) if at_failure else nullcontext():
+        _deliver_events(customer, after=before)
+    return customer
+
+
 def _subscription(customer: BillingCustomer) -> Subscription:
     sub = customer.subscriptions.select_related("price").first()
     _check(sub is not None, f"{customer.email}: no subscription in the mirror")
@@ -217,22 +345,21 @@ def _card_expiring_check(customer: BillingCustomer) -> None:
 
 
 def _past_due() -> BillingCustomer:
-    """Subscribed a month ago on a test clock; the renewal was charged to a card that fails."""
-    start = _month_before(timezone.now()) - dt.timedelta(hours=3)
-    clock = api().v1.test_helpers.test_clocks.create(
-        params={"frozen_time": int(start.timestamp()), "name": "demo: payment failed"}
+    """Subscribed a month ago on a test clock; the renewal was declined for insufficient funds an
+    hour ago.  The recovery case is open: the day-0 email and in-app message went at once, and the
+    sweep has been run as of day 3 and day 7 after the failure (a reminder, then a direct email
+    with a text message to his mobile)."""
+    customer = _failed_renewal(
+        email="alan@example.com", name="Alan Turing", decline="insufficient_funds", phone=ALAN_PHONE
     )
-    customer = _customer(
-        email="alan@example.com", name="Alan Turing", language="en", currency="eur", test_clock=clock.id
-    )
-    first_card = _add_card(customer, "pm_card_visa")
-    sub = _subscribe(customer, "standard_month_eur")
-    _add_card(customer, "pm_card_chargeCustomerFail")
-    api().v1.payment_methods.detach(first_card)
-    renewal = sub["items"]["data"][0]["current_period_end"]
-    # Past the renewal invoice's finalization (an hour) and its first attempt, before the first retry.
-    _advance_clock(clock.id, to=renewal + 2 * 3600)
+    _steps_as_of(_case(customer), 3.5, 7.5)
     return customer
+
+
+def _sent(customer: BillingCustomer, *, message: str, channel: str) -> Delivery | None:
+    return Delivery.objects.filter(
+        customer=customer, case__isnull=False, message=message, channel=channel, status=Delivery.Status.SENT
+    ).first()
 
 
 def _past_due_check(customer: BillingCustomer) -> None:
@@ -240,6 +367,69 @@ def _past_due_check(customer: BillingCustomer) -> None:
         _subscription(customer).status == Subscription.Status.PAST_DUE, "alan: subscription is not past_due"
     )
     _check(customer.invoices.filter(status=Invoice.Status.OPEN).exists(), "alan: no open invoice")
+    case = _case(customer)
+    _check(case.decline_codes == ["insufficient_funds"] and not case.hard, "alan: not a soft decline")
+    for message, channel in (
+        ("payment_failed_friendly", "email"),
+        ("payment_failed_friendly", "in_app"),
+        ("payment_failed_reminder", "email"),
+        ("payment_failed_direct", "email"),
+        ("payment_failed_direct", "sms"),
+    ):
+        _check(
+            _sent(customer, message=message, channel=channel) is not None, f"alan: no {message} by {channel}"
+        )
+
+
+def _lost_card() -> BillingCustomer:
+    """The renewal was declined an hour ago because the card was reported lost: a hard decline, so
+    Stripe's retries are stopped and the fix page asks for a new card."""
+    return _failed_renewal(email="frances@example.com", name="Frances Allen", decline="lost_card")
+
+
+def _lost_card_check(customer: BillingCustomer) -> None:
+    case = _case(customer)
+    _check(
+        case.hard and case.action == "update_card" and case.retries_stopped_at is not None,
+        "frances: not a hard decline with its retries stopped",
+    )
+    _check(
+        _sent(customer, message="payment_failed_friendly", channel="email") is not None,
+        "frances: no failed-payment email",
+    )
+
+
+def _grace_over() -> BillingCustomer:
+    """The renewal was declined fifteen days ago (the test clock stands then) and never paid: every
+    reminder went on its day, the fourteen days of grace are over, and access is restricted.  The
+    portal dates a case from when it hears of the failure, so its events are handled, and the
+    sweep runs, with the portal's clock at those days (time-machine, a development tool: the seed
+    runs before the portal serves anything)."""
+    import time_machine
+
+    customer = _failed_renewal(
+        email="hedy@example.com",
+        name="Hedy Lamarr",
+        decline="insufficient_funds",
+        months_ago=15 * DAY,
+        at_failure=lambda failed_at: time_machine.travel(failed_at, tick=False),
+    )
+    case = _case(customer)
+    for day in (3.5, 7.5, 11.5):
+        with time_machine.travel(case.opened_at + day * DAY, tick=False):
+            recovery.send_due_steps(now=timezone.now(), limit=100)
+            _send_due_messages()
+    recovery.end_due(now=timezone.now(), limit=100)
+    return customer
+
+
+def _grace_over_check(customer: BillingCustomer) -> None:
+    case = _case(customer)
+    _check(case.grace_ends_at < timezone.now() and case.ended_at is not None, "hedy: grace is not over")
+    _check(
+        _sent(customer, message="payment_failed_final", channel="email") is not None,
+        "hedy: no final notice",
+    )
 
 
 def _paused() -> BillingCustomer:
@@ -463,7 +653,21 @@ class _Demo:
 DEMOS: tuple[_Demo, ...] = (
     _Demo(_healthy, _active_check, "healthy: Standard monthly, EUR, Visa 4242, English"),
     _Demo(_card_expiring, _card_expiring_check, "card expires before the next charge: Pro monthly, EUR"),
-    _Demo(_past_due, _past_due_check, "payment failed, past due, open invoice (card 0341 declines)"),
+    _Demo(
+        _past_due,
+        _past_due_check,
+        "payment failed (insufficient funds, card 0341): recovery case open, grace, day 0/3/7 messages",
+    ),
+    _Demo(
+        _lost_card,
+        _lost_card_check,
+        "payment failed, card reported lost (hard decline): retries stopped, the fix page asks for a new card",
+    ),
+    _Demo(
+        _grace_over,
+        _grace_over_check,
+        "payment failed fifteen days ago, never paid: grace over, access restricted (/app/)",
+    ),
     _Demo(
         _paused, _paused_check, "paused for two months: Basic monthly, EUR; resume early from the dashboard"
     ),

@@ -121,7 +121,8 @@ class Emulator:
 
 def _tick(stop: threading.Event, every: float) -> None:
     """What Celery beat would run: there is no worker when tasks run eagerly, so pending changes,
-    events whose processing failed and unsent messages are picked up here."""
+    events whose processing failed, unsent messages, pauses that end and the recovery steps whose
+    day has come (and grace that ends) are picked up here."""
     from billing import tasks
 
     jobs = (
@@ -129,6 +130,7 @@ def _tick(stop: threading.Event, every: float) -> None:
         tasks.process_pending_events,
         tasks.send_pending_deliveries,
         tasks.resume_paused_subscriptions,
+        tasks.recovery_due,
     )
     while not stop.wait(every):
         for job in jobs:
