@@ -691,6 +691,10 @@ class Notices:
     grace_ends_at: Any
     unread: int
 
+    @property
+    def grace_over(self) -> bool:
+        return self.grace_ends_at is not None and self.grace_ends_at <= timezone.now()
+
 
 def notices(*, customer_id: int) -> Notices:
     """One query, whatever the number of cases and messages."""

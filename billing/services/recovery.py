@@ -310,8 +310,14 @@ def _facts(case: RecoveryCase) -> RecoveryFacts:
         action=Purpose(case.action),
         grace_ends_at=case.grace_ends_at,
         end_action=case.policy.end_action,
-        next_retry_at=invoice.next_payment_attempt if invoice and case.retries_stopped_at is None else None,
+        next_retry_at=_next_retry(invoice, case),
     )
+
+
+def _next_retry(invoice: Invoice | None, case: RecoveryCase) -> dt.datetime | None:
+    """Stripe's next automatic retry, if one is still to come (a message says when)."""
+    at = invoice.next_payment_attempt if invoice is not None and case.retries_stopped_at is None else None
+    return at if at is not None and at > timezone.now() else None
 
 
 def _recent_sends(*, customer_id: int, now: dt.datetime) -> list[dt.datetime]:
@@ -334,7 +340,9 @@ def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
     if case.status != Status.OPEN or case.next_step_at is None:
         return
     policy = policy_of(case)
-    if case.next_step >= len(policy.steps):
+    if case.next_step >= len(policy.steps) or now >= case.grace_ends_at:
+        # Nothing left to say, or too late to say it: a reminder about access that has already
+        # ended (a sweep that fell behind) would only confuse.
         case.next_step_at = None
         case.save(update_fields=["next_step_at"])
         return
