@@ -370,6 +370,11 @@ _DIFFERENT_CARD_INSTRUCTION = _(
 )
 
 
+def button_for(*, action: Action) -> Promise:
+    """The words on the button that takes `action`, wherever it is shown."""
+    return _BUTTONS[action]
+
+
 def playbook_for(*, family: Family) -> Playbook:
     texts = _TEXTS[family]
     action = _ACTIONS[family]

@@ -23,7 +23,8 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy as _
+
+from billing import declines
 
 _SALT = "billing.links"
 _SIGNATURE_LENGTH = 22
@@ -31,7 +32,7 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class Purpose(enum.StrEnum):
-    """What a link may do (billing.declines.Action names the same actions)."""
+    """What a link may do: one of billing.declines.Action's actions."""
 
     UPDATE_CARD = "update_card"
     PAY_NOW = "pay_now"
@@ -42,12 +43,10 @@ class Purpose(enum.StrEnum):
 _LETTERS: dict[Purpose, str] = {Purpose.UPDATE_CARD: "u", Purpose.PAY_NOW: "p", Purpose.APPROVE: "a"}
 _PURPOSES = {letter: purpose for purpose, letter in _LETTERS.items()}
 
-# The button that carries a link says what it does.
-LABELS: dict[Purpose, Promise] = {
-    Purpose.UPDATE_CARD: _("Update your card"),
-    Purpose.PAY_NOW: _("Pay now"),
-    Purpose.APPROVE: _("Approve the payment"),
-}
+
+def label(purpose: Purpose) -> Promise:
+    """The button that carries a link says what it does, in the playbook's words."""
+    return declines.button_for(action=declines.Action(purpose))
 
 
 @dataclasses.dataclass(frozen=True)

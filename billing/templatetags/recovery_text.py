@@ -22,3 +22,11 @@ def decline_text(family: str, part: str) -> str:
     except ValueError:
         known = declines.Family.GENERIC
     return str(getattr(declines.playbook_for(family=known), part))
+
+
+@register.simple_tag
+def decline_reason(code: str) -> str:
+    """What a decline means and what to do, for a card the customer just tried: the playbook's
+    words for the code (billing.declines), the same as in the recovery messages."""
+    playbook = declines.playbook_for_decline(decline=declines.decline_for(code=code or ""))
+    return f"{playbook.explanation} {playbook.instruction}"

@@ -256,7 +256,7 @@ def test_declined_card_for_the_open_invoice_says_why(
     assert change.status == BillingChange.Status.APPLIED
     page = client.get(f"/changes/{change.pk}/").content.decode()
     assert "We tried to pay your unpaid invoice of €19.00 with this card, but the bank declined it." in page
-    assert "Please try another card or contact your bank." in page
+    assert "your bank can tell you why, or you can use a different card." in page
     # The email says so too, the bad news first; it is one the customer can't opt out of.
     [email] = mail.outbox
     assert email.subject == "Your payment of €19.00 was declined"

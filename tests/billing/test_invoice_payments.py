@@ -125,7 +125,7 @@ def test_a_declined_payment_says_why_and_offers_another_card(committed: Callable
     client = logged_in(customer)
     change, page = _pay_now(client, invoice, committed)
     assert "The bank declined the payment of €19.00 with Visa •••• 0341. The invoice is still unpaid." in page
-    assert "Please try another card or contact your bank." in page
+    assert "your bank can tell you why, or you can use a different card." in page
     assert f'href="/invoices/{invoice.stripe_id}/pay/"' in page
     assert _result(change).outcome == "declined"
     assert stripe_client().v1.invoices.retrieve(invoice.stripe_id).status == "open"

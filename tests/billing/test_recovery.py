@@ -149,7 +149,7 @@ def test_a_lost_card_stops_stripes_retries_and_the_message_asks_for_a_new_card(
     later = stripe_client().v1.invoices.retrieve(case.invoice_stripe_id)
     assert (later.status, later.attempt_count) == ("open", attempts)
     (email,) = [m for m in emails_to("lost@example.com") if links_in(m.body)]
-    assert "Update your card" in email.body
+    assert "Add a new card" in email.body
     assert "try the card again" not in email.body
 
 

@@ -290,7 +290,7 @@ def test_upgrade_the_bank_declines_leaves_the_plan_as_it_was(
     expect(result).to_contain_text(
         f"The bank declined the payment of {shown_charge}, so your plan has not changed to Pro (monthly)."
     )
-    expect(result).to_contain_text("Please try another card or contact your bank.")
+    expect(result).to_contain_text("your bank can tell you why, or you can use a different card.")
     page.screenshot(path=str(artifacts / "plan-upgrade-declined.png"), full_page=True)
     assert _stripe_subscription(live_portal, customer)["items"].data[0].price.id == standard
 
@@ -301,7 +301,7 @@ def test_upgrade_the_bank_declines_leaves_the_plan_as_it_was(
     live_portal.webhooks_delivered()
     message = _mail("Your change to Pro (monthly) was not paid")
     assert f"The bank declined the payment of {shown_charge} for your change to Pro (monthly)" in message.body
-    assert "Please try another card or contact your bank." in message.body
+    assert "your bank can tell you why, or you can use a different card." in message.body
     assert not [m for m in mail.outbox if m.subject.startswith("Your plan is now")]
 
 
