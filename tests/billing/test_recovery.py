@@ -14,7 +14,7 @@ from django.core import mail
 from django.test import Client
 
 from billing import channels
-from billing.models import Delivery, Invoice, LinkEvent, PaymentAttempt, RecoveryCase
+from billing.models import BillingChange, Delivery, Invoice, LinkEvent, PaymentAttempt, RecoveryCase
 from billing.services import recovery
 from tests.billing.recovery_support import Renewal, emails_to, links_in, recovery_deliveries
 from tests.billing.support import confirmed_setup_intent
@@ -223,3 +223,45 @@ def test_every_message_of_a_case_goes_once_under_duplicate_events_and_repeated_s
         recovery_deliveries(renewal.customer, channel="email", status="sent")
     )
     assert RecoveryCase.objects.filter(customer=renewal.customer).count() == 1
+
+
+def test_a_renewal_the_bank_wants_approved_is_approved_through_the_link(committed: Callable[[], Any]) -> None:
+    renewal = Renewal(email="approve@example.com", decline="authentication_required")
+    renewal.fail()
+    _deliver_all(committed)
+    case = renewal.case
+    assert (case.family, case.action, case.hard) == ("authentication", "approve", False)
+    (email,) = [m for m in emails_to("approve@example.com") if links_in(m.body)]
+    (link,) = links_in(email.body)
+    assert "a-" in link  # its purpose: approving the payment
+    browser = Client()
+    page = browser.get(link).content.decode()
+    assert "Approve the payment" in page
+    with committed():
+        asked = browser.post(link, {"next": "pay", "token": _token(page)})
+    assert asked["Location"].startswith("/changes/")
+    change = BillingChange.objects.get(customer=renewal.customer, kind="invoice_pay")
+    assert change.result["outcome"] == "action_required"  # waiting for the bank's check
+    # The bank's check, passed in the customer's browser; Stripe tells the portal by webhook.
+    from tests.billing.support import authenticate
+
+    authenticate(intent_id=_intent_of(case.invoice_stripe_id))
+    _deliver_all(committed)
+    case.refresh_from_db()
+    assert (case.status, case.outcome) == ("recovered", "pay_now")
+    assert browser.get(asked["Location"]).status_code == 200
+
+
+def _token(page: str) -> str:
+    import re
+
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def _intent_of(invoice_id: str) -> str:
+    invoice = stripe_client().v1.invoices.retrieve(
+        invoice_id, params={"expand": ["payments.data.payment.payment_intent"]}
+    )
+    return str(invoice.payments.data[0].payment.payment_intent.id)
