@@ -62,8 +62,20 @@ def broker(transactional_db: None, settings: Any) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture()
+def worker_env() -> dict[str, str]:
+    """More environment for this test's workers, on top of (and overriding) the fixture's: a test
+    module overrides this fixture to give its workers other transports for emails and text
+    messages (tests/integration/worker_settings.py reads them) or another BILLING_POLICY."""
+    return {}
+
+
+@pytest.fixture()
 def workers(
-    broker: redis.Redis, stripe_emulated: Emulator, settings: Any, request: pytest.FixtureRequest
+    broker: redis.Redis,
+    stripe_emulated: Emulator,
+    settings: Any,
+    request: pytest.FixtureRequest,
+    worker_env: dict[str, str],
 ) -> Iterator[Workers]:
     env = {
         **os.environ,
@@ -79,6 +91,11 @@ def workers(
         "STRIPE_API_BASE": stripe_emulated.url,
         # Short waits between tries, so that a retry comes within a test (production: billing/policy.py).
         "BILLING_POLICY": json.dumps(FAST_RETRIES),
+        # The test settings' transports (kept in the worker's memory), whatever the shell exports;
+        # a test that reads what the worker sent gives its own in `worker_env`.
+        "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "BILLING_SMS_BACKEND": "billing.channels.LocmemSmsBackend",
+        **worker_env,
     }
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     pool = Workers(env=env, name=name)

@@ -14,7 +14,8 @@ as Twilio documents it.
 
 Every request is recorded in `received`.  `fail_next(n, status=503 or 429)` answers the next n
 requests with that error; `hang_next(n)` holds the next n answers until the client has given up
-(released by `stop()` or `reset()`, never by a clock in the test).
+(released by `release()`, `stop()` or `reset()`, never by a clock in the test); `holding` says
+how many requests it holds right now.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class TwilioStandin:
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self._hangs = 0
+        self._holding = 0
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -144,6 +146,19 @@ class TwilioStandin:
         with self._lock:
             self._hangs += count
 
+    @property
+    def holding(self) -> int:
+        """How many requests it has taken and holds unanswered right now (hang_next)."""
+        with self._lock:
+            return self._holding
+
+    def release(self) -> None:
+        """Let the answers it holds go (a 503 each, to whoever still waits for one), keeping what
+        was received."""
+        with self._lock:
+            release, self._release = self._release, threading.Event()
+        release.set()
+
     # ----------------------------------------------------------------------- answering
 
     def record(self, received: Received) -> None:
@@ -173,7 +188,11 @@ class TwilioStandin:
             return _error(401, 20003, "Authenticate")
         outage, hang = self._planned()
         if hang is not None:
+            with self._lock:
+                self._holding += 1
             hang.wait()
+            with self._lock:
+                self._holding -= 1
             return _error(503, 20503, "Service Unavailable")
         if outage == 429:
             return _error(429, 20429, "Too Many Requests")
