@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -378,27 +380,36 @@ def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
     case.save(update_fields=["next_step", "next_step_at"])
 
 
-def send_due_steps(*, now: dt.datetime, limit: int) -> int:
-    """The steps whose time has come, a case at a time (one failing case never holds up the rest)."""
-    ids = list(
-        RecoveryCase.objects.filter(status=Status.OPEN, next_step_at__lte=now)
-        .order_by("next_step_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+def _each_case(*, due: Q, order: str, limit: int, act: Callable[[RecoveryCase], None], what: str) -> int:
+    """Run `act` on each case `due` picks (up to `limit`), each in its own transaction under its
+    row lock, skipping one another job holds: one failing case never holds up the rest."""
+    ids = list(RecoveryCase.objects.filter(due).order_by(order).values_list("pk", flat=True)[:limit])
     for pk in ids:
         try:
             with transaction.atomic():
                 case = (
                     RecoveryCase.objects.select_for_update(skip_locked=True, of=("self",))
                     .select_related("customer", "policy")
-                    .filter(pk=pk, status=Status.OPEN, next_step_at__lte=now)
+                    .filter(due, pk=pk)
                     .first()
                 )
                 if case is not None:
-                    _advance(case=case, now=now)
+                    act(case)
         except Exception:
-            logger.exception("recovery case %s: its step could not be sent", pk)
+            logger.exception("recovery case %s: %s failed", pk, what)
     return len(ids)
+
+
+def send_due_steps(*, now: dt.datetime, limit: int) -> int:
+    """The steps whose time has come."""
+    due = Q(status=Status.OPEN, next_step_at__lte=now)
+    return _each_case(
+        due=due,
+        order="next_step_at",
+        limit=limit,
+        act=lambda case: _advance(case=case, now=now),
+        what="its step",
+    )
 
 
 # --------------------------------------------------------------------------- closing
@@ -633,51 +644,17 @@ END = changes.KINDS[RecoveryEnd.name]
 def end_due(*, now: dt.datetime, limit: int) -> int:
     """Cases whose grace is over: the policy's end action, once each.  Restricting needs nothing
     but the date (access is computed from it); canceling is a change."""
-    ids = list(
-        RecoveryCase.objects.filter(status=Status.OPEN, ended_at__isnull=True, grace_ends_at__lte=now)
-        .order_by("grace_ends_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for pk in ids:
-        try:
-            with transaction.atomic():
-                case = (
-                    RecoveryCase.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("customer", "policy")
-                    .filter(pk=pk, status=Status.OPEN, ended_at__isnull=True)
-                    .first()
-                )
-                if case is None:
-                    continue
-                case.ended_at = now
-                case.save(update_fields=["ended_at"])
-                if case.policy.end_action == recovery.EndAction.CANCEL and case.subscription_stripe_id:
-                    changes.request(
-                        customer=case.customer,
-                        kind=END,
-                        params=EndParams(
-                            case=case.pk,
-                            subscription=case.subscription_stripe_id,
-                            amount=case.amount,
-                            currency=case.currency,
-                        ),
-                        requested_by=None,
-                    )
-        except Exception:
-            logger.exception("recovery case %s: its end could not be carried out", pk)
-    return len(ids)
-
-
-# --------------------------------------------------------------------------- reads
-
-
-def open_cases(*, customer: BillingCustomer) -> list[RecoveryCase]:
-    return list(
-        RecoveryCase.objects.filter(customer=customer, status=Status.OPEN)
-        .select_related("policy")
-        .order_by("opened_at")
+    due = Q(status=Status.OPEN, ended_at__isnull=True, grace_ends_at__lte=now)
+    return _each_case(
+        due=due, order="grace_ends_at", limit=limit, act=lambda case: _end(case=case, now=now), what="its end"
     )
 
 
-def case_for(*, customer: BillingCustomer, case_id: int) -> RecoveryCase | None:
-    return RecoveryCase.objects.filter(customer=customer, pk=case_id).select_related("policy").first()
+def _end(*, case: RecoveryCase, now: dt.datetime) -> None:
+    case.ended_at = now
+    case.save(update_fields=["ended_at"])
+    if case.policy.end_action == recovery.EndAction.CANCEL and case.subscription_stripe_id:
+        params = EndParams(
+            case=case.pk, subscription=case.subscription_stripe_id, amount=case.amount, currency=case.currency
+        )
+        changes.request(customer=case.customer, kind=END, params=params, requested_by=None)
