@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
 
@@ -177,15 +178,17 @@ def test_an_opted_out_reminder_is_not_sent_while_payment_critical_ones_are(
 def test_a_payment_made_by_stripes_retry_closes_the_case_and_drops_a_reminder_waiting_for_the_morning(
     committed: Callable[[], Any], settings: Any
 ) -> None:
-    renewal = Renewal(email="retry@example.com")
+    renewal = Renewal(email="retry@example.com", time_zone="Europe/Stockholm")
     renewal.fail()
     _deliver_all(committed)
     # A reminder written but held (quiet hours, say) when the retry succeeds.
-    settings.BILLING_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 23}}
-    with committed():
+    settings.BILLING_POLICY = {}  # quiet hours 21:00-08:00, and it is 23:00 in Stockholm
+    night = dt.datetime(2027, 1, 12, 22, 0, tzinfo=dt.UTC)
+    with time_machine.travel(night, tick=False), committed():
         recovery.send_due_steps(now=renewal.at(32 + 3.5), limit=100)
     held = Delivery.objects.get(customer=renewal.customer, message="payment_failed_reminder", channel="email")
     assert held.status == "pending"
+    assert held.send_after == dt.datetime(2027, 1, 13, 7, 0, tzinfo=dt.UTC)  # 08:00 in Stockholm
     from tests.billing.recovery_support import set_decline
 
     set_decline(payment_method=renewal.card, code=None)
