@@ -59,7 +59,6 @@ portal_patterns = [
     path("fix/<int:case_id>/", recovery.fix, name="fix"),
     path("fix/<int:case_id>/pay/", recovery.fix_pay, name="fix_pay"),
     path("l/<str:token>/", recovery.link, name="link"),
-    path("l-leave/", recovery.link_leave, name="link_leave"),
     path("messages/", recovery.message_list, name="messages"),
     path("messages/read/", recovery.messages_read, name="messages_read"),
     path("app/", product.workspace, name="workspace"),

@@ -246,6 +246,9 @@ class InvoicePay(ChangeKind[InvoicePayParams, InvoicePayResult]):
                 customer=customer, invoice_id=invoice.stripe_id, outcome=_recovered_by(params)
             )
             recovered = case is not None
+        if params.setup_intent:
+            # A new card: other invoices whose retries a hard decline stopped are collected again.
+            recovery.resume_collecting(customer=customer, change=change, decline_code=decline_code)
         return InvoicePayResult(
             **common, amount=amount, outcome=outcome, decline_code=decline_code, recovered=recovered
         )

@@ -9,7 +9,6 @@ browser take the link's action, and only that (portal.customers.Grant).
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -107,13 +106,6 @@ def _pay(request: HttpRequest, *, customer: BillingCustomer, page: selectors.Fix
         return redirect("portal:fix", case_id=page.case.pk)
     customers.link_used(request, change=change)
     return redirect("portal:change", change_id=change.pk)
-
-
-@require_POST
-def link_leave(request: HttpRequest) -> HttpResponse:
-    """End what a link opened on this browser (a shared computer)."""
-    logout(request)
-    return redirect("account_login")
 
 
 @require_GET
