@@ -4,6 +4,7 @@ A screenshot of each page at that width is kept in artifacts/browser/pages/."""
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 import re
 from collections.abc import Callable
@@ -11,10 +12,12 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from billing import sync
-from billing.models import Invoice
+from billing.models import Invoice, RecoveryCase
 from billing.services.customers import customer_create
+from tests.billing.recovery_support import Renewal, emails_to, links_in
 from tests.portal_support import PASSWORD, make_customer
 
 from .conftest import SIZES, LivePortal, axe_violations, open_tab, playwright_sync, small_targets
@@ -34,9 +37,16 @@ def _checked(page: Any, name: str, shots: pathlib.Path, problems: list[str]) -> 
 
 
 def test_every_page_is_accessible_at_a_phones_width(
-    live_portal: LivePortal, portal_chromium: Any, artifacts: pathlib.Path
+    live_portal: LivePortal, portal_chromium: Any, artifacts: pathlib.Path, settings: Any
 ) -> None:
+    # Recovery messages go out at once (whatever the hour), with links to the live server.
+    settings.BILLING_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
+    settings.PORTAL_BASE_URL = live_portal.url
     with live_portal.quiet():
+        # A renewal declined for lack of funds: its fix page has both buttons, and the product
+        # page is in its grace period.
+        grace = Renewal(email="grace@example.com", decline="insufficient_funds")
+        grace.fail()
         ada = make_customer(email="ada@example.com", price="standard_month_eur")
         # A second card: the cards page then offers the backup card, with its consent checkbox.
         live_portal.api.v1.payment_methods.attach(
@@ -51,6 +61,11 @@ def test_every_page_is_accessible_at_a_phones_width(
         # Owing: a first payment declined, its invoice open (the pay buttons and the pay page).
         alan = make_customer(email="alan@example.com", card="pm_card_chargeCustomerFail")
         (owed,) = Invoice.objects.filter(customer=alan, status=Invoice.Status.OPEN)
+    live_portal.webhooks_delivered()
+    (failed_email,) = [m for m in emails_to("grace@example.com") if links_in(m.body)]
+    (link,) = links_in(failed_email.body)
+    with live_portal.quiet():
+        case = grace.case
     shots = artifacts / "pages"
     shots.mkdir(exist_ok=True)
     problems: list[str] = []
@@ -62,6 +77,8 @@ def test_every_page_is_accessible_at_a_phones_width(
             ("login-with-errors", lambda: _wrong_password(page)),
             ("signup", lambda: page.goto(f"{live_portal.url}/accounts/signup/")),
             ("password-reset", lambda: page.goto(f"{live_portal.url}/accounts/password/reset/")),
+            ("fix-from-link", lambda: page.goto(link)),
+            ("link-problem", lambda: page.goto(f"{live_portal.url}/l/1u-{'x' * 22}/")),
         ]
         for name, visit in visits:
             visit()
@@ -124,6 +141,29 @@ def test_every_page_is_accessible_at_a_phones_width(
             page.goto(f"{live_portal.url}{path}")
             page.wait_for_load_state("domcontentloaded")
             _checked(page, name, shots, problems)
+        page.get_by_role("button", name="Log out").click()
+
+        _log_in(page, live_portal, email="grace@example.com")
+        expect(page.locator("[data-test=recovery-banner]")).to_be_visible()
+        _checked(page, "dashboard-recovery", shots, problems)
+        for name, path, status in [
+            ("fix", f"/fix/{case.pk}/", 200),
+            ("messages", "/messages/", 200),
+            ("workspace-grace", "/app/", 200),
+        ]:
+            response = page.goto(f"{live_portal.url}{path}")
+            assert response is not None and response.status == status, name
+            _checked(page, name, shots, problems)
+        expect(page.locator("[data-test=workspace]")).to_have_attribute("data-level", "grace")
+        # The grace period over: the product says access is paused, and how to get it back.
+        with live_portal.quiet():
+            RecoveryCase.objects.filter(pk=case.pk).update(
+                grace_ends_at=timezone.now() - dt.timedelta(days=1)
+            )
+        response = page.goto(f"{live_portal.url}/app/")
+        assert response is not None and response.status == 402
+        expect(page.locator("[data-test=access-restricted]")).to_have_attribute("data-level", "restricted")
+        _checked(page, "workspace-restricted", shots, problems)
         page.get_by_role("button", name="Log out").click()
 
         _log_in(page, live_portal, email="alan@example.com")
