@@ -120,6 +120,8 @@ def _customer_whose_renewal_failed(portal: LivePortal, *, email: str) -> Billing
     requests.post(
         f"{portal.emulator.url}/_emulator/test_clocks/{clock.id}/wait", json={"timeout": 30}, timeout=35
     ).raise_for_status()
+    # The failure's webhooks processed: its recovery case is open, as it would be in production.
+    portal.webhooks_delivered()
     sync.reconcile_customer(customer_id=customer.pk)
     return BillingCustomer.objects.get(pk=customer.pk)
 
@@ -193,12 +195,13 @@ def test_new_card_pays_the_invoice_that_failed(
         (unpaid,) = Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN)
     page = customer_browser.page
     _log_in(page, live_portal, email="grace@example.com")
-    banner = page.locator(".banner-invoice_open")
-    expect(banner).to_contain_text("has not gone through yet")
+    banner = page.locator("[data-test=recovery-banner]")
+    expect(banner).to_contain_text("didn't go through. Your access continues until")
     expect(page.locator("[data-test=status]")).to_have_text("Payment failed")
 
-    # The banner's one button leads straight to the card form, which says what will happen.
-    banner.get_by_role("link", name="Pay with another card").click()
+    # A new card from the Cards page: the card form says what will happen to the unpaid invoice.
+    page.locator("nav.main-nav").get_by_role("link", name="Cards").click()
+    page.get_by_role("link", name="Add a card").first.click()
     expect(page.locator("[data-test=will-pay]")).to_contain_text("will be paid with this card right away")
     card = page.frame_locator(CARD_FRAME)
     _type_card(card, "4242 4242 4242 4242")
@@ -212,12 +215,13 @@ def test_new_card_pays_the_invoice_that_failed(
     live_portal.webhooks_delivered()
     page.get_by_role("link", name="Back to your subscription").click()
     expect(page.locator("[data-test=default-card]")).to_contain_text("Visa •••• 4242")
-    expect(page.locator(".banner-invoice_open")).to_have_count(0)
+    expect(page.locator("[data-test=recovery-banner]")).to_have_count(0)
     expect(page.locator("[data-test=open-invoices]")).to_have_text("Nothing to pay. Thank you!")
     expect(page.locator("[data-test=status]")).to_have_text("Active")
-    subjects = [m.subject for m in mail.outbox]
-    assert "Your new card is saved and has paid €19.00" in subjects
-    assert "Payment received" in subjects
+    # The payment closed the recovery case: one thank-you, instead of a confirmation and a receipt.
+    subjects = [m.subject for m in mail.outbox if "grace@example.com" in m.to]
+    assert subjects.count("Thank you: your payment went through") == 1
+    assert "Your new card is saved and has paid €19.00" not in subjects
 
 
 def test_payment_the_bank_wants_approved_is_approved_on_the_change_page(
@@ -403,7 +407,7 @@ def test_dashboard_fits_a_phone_and_a_desktop(
     for name, tab in each_width(portal_chromium):
         page = tab.page
         _log_in(page, live_portal, email="hedy@example.com")
-        expect(page.locator(".banner-invoice_open")).to_be_visible()
+        expect(page.locator("[data-test=recovery-banner]")).to_be_visible()
         expect(page.locator("[data-test=default-card]")).to_contain_text("•••• 0341")
         page.screenshot(path=str(artifacts / f"dashboard-{name}.png"), full_page=True)
         _no_horizontal_scroll(page)

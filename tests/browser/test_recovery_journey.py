@@ -119,7 +119,7 @@ def test_a_customer_whose_card_expired_fixes_the_payment_from_the_emails_button(
     tmp_path: pathlib.Path,
 ) -> None:
     """The issue's journey, once at a phone's size and once at a desktop's (a customer each): the
-    failed-payment email in the mailbox, its "Update your card" button, the fix page without a
+    failed-payment email in the mailbox, its "Add a new card" button, the fix page without a
     login, a new card through 3-D Secure, the invoice paid and the case recovered, the thank-you."""
     settings.DEBUG = True
     settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
@@ -138,7 +138,7 @@ def test_a_customer_whose_card_expired_fixes_the_payment_from_the_emails_button(
 
         # The email, in the mailbox; its button is the link, for a new card.
         message = _open_from_the_mailbox(page, recovering, to=email, subject=FAILED_SUBJECT)
-        button = message.get_by_role("link", name="Update your card")
+        button = message.get_by_role("link", name="Add a new card")
         expect(button).to_have_attribute("href", re.compile(rf"^{re.escape(recovering.url)}/l/[0-9a-z]+u-"))
         button.click()
 
