@@ -159,7 +159,7 @@ class RecoveryPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         data = super().clean() or {}
         fields = {name: data.get(name) for name in recovery.Policy.model_fields}
         try:
-            recovery.spec(fields)
+            recovery.spec(data=fields)
         except recovery.InvalidPolicy as exc:
             raise forms.ValidationError(str(exc)) from exc
         return data
@@ -195,7 +195,7 @@ class RecoveryPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        return policy_data(active_policy())
+        return policy_data(policy=active_policy())
 
     def save_model(self, request: HttpRequest, obj: RecoveryPolicy, form: Any, change: bool) -> None:
         with transaction.atomic():

@@ -44,7 +44,7 @@ _LETTERS: dict[Purpose, str] = {Purpose.UPDATE_CARD: "u", Purpose.PAY_NOW: "p", 
 _PURPOSES = {letter: purpose for purpose, letter in _LETTERS.items()}
 
 
-def label(purpose: Purpose) -> Promise:
+def label(*, purpose: Purpose) -> Promise:
     """The button that carries a link says what it does, in the playbook's words."""
     return declines.button_for(action=declines.Action(purpose))
 

@@ -143,7 +143,7 @@ def _context(
         "f": facts,
         "customer": customer,
         "action_url": _lazy_action_url(message, facts, link),
-        "action_label": links.label(_purpose(facts)) if message.link else message.action_label,
+        "action_label": links.label(purpose=_purpose(facts)) if message.link else message.action_label,
         "portal_url": _lazy_portal_url(),
         "message": message,
     }

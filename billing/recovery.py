@@ -108,7 +108,7 @@ class InvalidPolicy(ValueError):
     """A policy version staff tried to save does not hold together; the message says why."""
 
 
-def spec(data: dict[str, Any]) -> Policy:
+def spec(*, data: dict[str, Any]) -> Policy:
     """A stored policy version as a validated Policy; InvalidPolicy with the reasons otherwise."""
     try:
         return Policy.model_validate(data)

@@ -128,12 +128,12 @@ def active_policy() -> RecoveryPolicy:
         return RecoveryPolicy.objects.get(version=1)
 
 
-def policy_data(policy: RecoveryPolicy) -> dict[str, Any]:
+def policy_data(*, policy: RecoveryPolicy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in recovery.Policy.model_fields}
 
 
-def policy_of(case: RecoveryCase) -> recovery.Policy:
-    return recovery.spec(policy_data(case.policy))
+def policy_of(*, case: RecoveryCase) -> recovery.Policy:
+    return recovery.spec(data=policy_data(policy=case.policy))
 
 
 # --------------------------------------------------------------------------- opening and updating
@@ -190,7 +190,7 @@ def payment_failed(*, customer: BillingCustomer, invoice_id: str) -> RecoveryCas
     opened = case is None
     if case is None:
         policy = active_policy()
-        grace_days = recovery.spec(policy_data(policy)).grace_days
+        grace_days = recovery.spec(data=policy_data(policy=policy)).grace_days
         subscription = gateway.ref_id(
             ((raw.get("parent") or {}).get("subscription_details") or {}).get("subscription")
         )
@@ -341,7 +341,7 @@ def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
     be), and plan the one after."""
     if case.status != Status.OPEN or case.next_step_at is None:
         return
-    policy = policy_of(case)
+    policy = policy_of(case=case)
     if case.next_step >= len(policy.steps) or now >= case.grace_ends_at:
         # Nothing left to say, or too late to say it: a reminder about access that has already
         # ended (a sweep that fell behind) would only confuse.
@@ -467,14 +467,14 @@ def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | No
             amount=case.amount,
             currency=case.currency,
         ),
-        via=(last_used_channel(case), Channel.IN_APP),
+        via=(last_used_channel(case=case), Channel.IN_APP),
         case=case,
     )
     logger.info("recovery case %s recovered (%s)", case.pk, case.outcome)
     return case
 
 
-def last_used_channel(case: RecoveryCase) -> Channel:
+def last_used_channel(*, case: RecoveryCase) -> Channel:
     """The channel the customer last answered through: the message whose link they clicked last,
     else email."""
     clicked = LinkEvent.objects.filter(case=case).select_related("delivery").order_by("-at").first()

@@ -344,7 +344,7 @@ def _end_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> list[
 
     policy = recovery.active_policy()
     cancel = RecoveryPolicy.objects.create(
-        version=policy.version + 1, **{**recovery.policy_data(policy), "end_action": "cancel"}
+        version=policy.version + 1, **{**recovery.policy_data(policy=policy), "end_action": "cancel"}
     )
     sub = Subscription.objects.get(customer=customer)
     RecoveryCase.objects.create(

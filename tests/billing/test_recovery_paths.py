@@ -170,7 +170,7 @@ def test_the_policy_can_end_with_a_cancel_and_the_case_closes_as_canceled(
     RecoveryPolicy.objects.create(
         version=policy.version + 1,
         reason="cancel at the end",
-        **{**recovery_service.policy_data(policy), "end_action": "cancel"},
+        **{**recovery_service.policy_data(policy=policy), "end_action": "cancel"},
     )
     renewal.fail()
     _deliver_all(committed)

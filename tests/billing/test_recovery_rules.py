@@ -32,7 +32,7 @@ def test_the_default_policy_is_what_the_seeds_suggest() -> None:
         (11, "final", ("email", "sms", "in_app")),
     ]
     assert recovery.DEFAULT.grace_days == 14
-    assert recovery.spec(recovery.DEFAULT.model_dump(mode="json")) == recovery.DEFAULT
+    assert recovery.spec(data=recovery.DEFAULT.model_dump(mode="json")) == recovery.DEFAULT
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_a_policy_that_does_not_hold_together_is_refused_with_its_reason(
     change: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(recovery.InvalidPolicy, match=reason):
-        recovery.spec(_policy(**change))
+        recovery.spec(data=_policy(**change))
 
 
 def test_the_first_message_never_waits_but_a_reminder_waits_for_a_retry_due_within_the_hold() -> None:
