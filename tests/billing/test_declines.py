@@ -305,3 +305,15 @@ def test_a_forbidden_retry_is_refused_as_such_even_over_the_limit() -> None:
     assert (
         retry_refusal(decline_codes_on_card=["stolen_card"], attempts_in_window=20) == "network_forbids_retry"
     )
+
+
+@pytest.mark.parametrize("language", ["sv", "nl"])
+@pytest.mark.parametrize("family", list(Family))
+def test_every_familys_words_are_translated(family: Family, language: str) -> None:
+    """What the customer reads about their decline, in Swedish and Dutch, not English left over."""
+    playbook = playbook_for(family=family)
+    english = {field: str(getattr(playbook, field)) for field in TEXT_FIELDS}
+    with translation.override(language):
+        translated = {field: str(getattr(playbook, field)) for field in TEXT_FIELDS}
+    for field in TEXT_FIELDS:
+        assert translated[field] and translated[field] != english[field], (field, english[field])
