@@ -245,8 +245,10 @@ def _record_attempts(
         )
         for charge in found.charges
     ]
-    if found.waiting_for_approval:
-        # A payment waiting for 3-D Secure made no charge, but it was an attempt on the card.
+    if found.waiting_for_approval and not any(
+        c.decline_code == "authentication_required" for c in found.charges
+    ):
+        # A payment waiting for 3-D Secure may have made no charge, but it was an attempt on the card.
         count = int(found.invoice.raw.get("attempt_count") or 0)
         rows.append(
             PaymentAttempt(
