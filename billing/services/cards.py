@@ -71,6 +71,11 @@ class CardAddResult(CardDefaultResult):
     payment: InvoicePayment | None = None
     more_payments: tuple[InvoicePayment, ...] = ()
 
+    @property
+    def payments(self) -> tuple[InvoicePayment, ...]:
+        """Every invoice tried with the new card, oldest first."""
+        return (self.payment, *self.more_payments) if self.payment else ()
+
 
 # --------------------------------------------------------------------------- messages
 
@@ -309,7 +314,7 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         payment = result.payment
         if payment is None:
             return Confirmation(CARD_ADDED, CardAddedFacts(**card, **_next_charge(change.customer)))
-        every = (payment, *result.more_payments)
+        every = result.payments
         failed = next((p for p in every if p.outcome != "paid"), None)
         if failed is None and _recovered(change, every):
             # The recovery case's thank-you says it, in the channel the customer came from.
@@ -330,8 +335,7 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         return Confirmation(message, facts)
 
     def awaiting_approval(self, *, result: CardAddResult) -> str:
-        every = (result.payment, *result.more_payments) if result.payment else ()
-        return next((p.invoice for p in every if p.outcome == "action_required"), "")
+        return next((p.invoice for p in result.payments if p.outcome == "action_required"), "")
 
     def approved(
         self,

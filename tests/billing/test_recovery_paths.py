@@ -55,9 +55,12 @@ def test_a_new_card_pays_every_open_invoice_oldest_first(committed: Callable[[],
     cases = list(RecoveryCase.objects.filter(customer=renewal.customer).order_by("opened_at"))
     assert len(cases) == 2 and all(c.status == "open" for c in cases)
     setup_intent = confirmed_setup_intent(customer=renewal.customer, payment_method="pm_card_mastercard")
+    client = logged_in(renewal.customer)
     with committed():
-        logged_in(renewal.customer).post("/cards/confirm/", {"setup_intent": setup_intent})
+        client.post("/cards/confirm/", {"setup_intent": setup_intent})
     change = BillingChange.objects.get(customer=renewal.customer, kind="card_add")
+    # The customer sees both payments before leaving the page.
+    assert client.get(f"/changes/{change.pk}/").content.decode().count("is now paid") == 2
     paid = [change.result["payment"]["invoice"], *[p["invoice"] for p in change.result["more_payments"]]]
     assert paid == [c.invoice_stripe_id for c in cases]
     for case in cases:
