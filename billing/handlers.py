@@ -48,10 +48,16 @@ def _schedule(customer: BillingCustomer, event: StripeEvent) -> None:
 
 
 def _invoice(customer: BillingCustomer, event: StripeEvent) -> None:
-    invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
+    attempts = None
+    if event.type in recovery.ATTEMPT_EVENTS:
+        # A failed payment: the invoice with its attempts, which its recovery case needs.
+        attempts = gateway.invoice_attempts(invoice_id=event.object_id)
+        invoice = attempts.invoice
+    else:
+        invoice = gateway.invoice_retrieve(invoice_id=event.object_id)
     sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
     approvals.settle_paid_invoice(customer=customer, invoice=invoice)
-    recovery.invoice_event(customer=customer, invoice=invoice, event_type=event.type)
+    recovery.invoice_event(customer=customer, invoice=invoice, event_type=event.type, attempts=attempts)
     invoices.invoice_paid(customer=customer, invoice=invoice)
 
 

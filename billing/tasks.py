@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 # How many items one run of a sweep takes on; a full batch queues the next run at once.
 SWEEP_BATCH = 500
 
+# Events a customer is waiting on (the first message of a failed payment goes within the minute):
+# on the queue workers empty first (settings.CELERY_TASK_QUEUES), as are the messages themselves.
+URGENT_EVENTS = frozenset({"invoice.payment_failed", "invoice.payment_action_required"})
+
+
+def queue_for(*, event_type: str) -> str:
+    return "urgent" if event_type in URGENT_EVENTS else "celery"
+
 
 def _come_back(task: Any, when: dt.datetime | None) -> None:
     """Retry this task at `when` if a worker may hold it that long without the broker delivering

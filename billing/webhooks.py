@@ -48,14 +48,14 @@ def receive(*, payload: bytes, signature: str) -> StripeEvent | None:
                 payload=event,
                 stripe_created=dt.datetime.fromtimestamp(event["created"], tz=dt.UTC),
             )
-            transaction.on_commit(lambda: _enqueue(row.pk))
+            transaction.on_commit(lambda: _enqueue(row.pk, row.type))
     except IntegrityError:
         logger.info("webhook %s received again; already stored", event["id"])
         return None
     return row
 
 
-def _enqueue(event_pk: int) -> None:
+def _enqueue(event_pk: int, event_type: str) -> None:
     from billing import tasks  # tasks imports the handlers, which import far more than this module needs
 
-    tasks.process_event.delay(event_pk)
+    tasks.process_event.apply_async(args=(event_pk,), queue=tasks.queue_for(event_type=event_type))

@@ -12,6 +12,7 @@ import environ
 from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -260,7 +261,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task whose worker died is delivered again after this many seconds (kombu's Redis transport).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    # A worker takes from "urgent" whenever it has something, before "celery": a customer waiting
+    # for news of a failed payment is not kept behind a burst of routine mirror updates.
+    "queue_order_strategy": "priority",
+}
+# Every worker consumes both queues (no -Q needed); billing.tasks decides what is urgent.
+CELERY_TASK_QUEUES = (Queue("urgent"), Queue("celery"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"billing.tasks.send_delivery": {"queue": "urgent"}}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "apply-pending-changes": {"task": "billing.tasks.apply_pending_changes", "schedule": 60.0},

@@ -50,6 +50,8 @@ Outcome = RecoveryCase.Outcome
 # payment or a plan change is made on the page, where its own message tells the customer.
 RECOVERED_REASONS = frozenset({"subscription_cycle", "subscription_threshold"})
 FAILURE_EVENTS = frozenset({"invoice.payment_failed", "invoice.payment_action_required", "invoice.updated"})
+# The events whose handler reads the invoice with its attempts (one read instead of two).
+ATTEMPT_EVENTS = frozenset({"invoice.payment_failed", "invoice.payment_action_required"})
 ALL_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.IN_APP)
 
 
@@ -139,8 +141,15 @@ def policy_of(*, case: RecoveryCase) -> recovery.Policy:
 # --------------------------------------------------------------------------- opening and updating
 
 
-def invoice_event(*, customer: BillingCustomer, invoice: gateway.Invoice, event_type: str) -> None:
-    """What an invoice event means for recovery; the customer's row is locked by the caller."""
+def invoice_event(
+    *,
+    customer: BillingCustomer,
+    invoice: gateway.Invoice,
+    event_type: str,
+    attempts: gateway.InvoiceAttempts | None = None,
+) -> None:
+    """What an invoice event means for recovery; the customer's row is locked by the caller, who
+    mirrored the invoice (and read its `attempts` for a failure event, see ATTEMPT_EVENTS)."""
     if invoice.status == "paid":
         settled(customer=customer, invoice_id=invoice.id, outcome=None)
     elif invoice.status in ("void", "uncollectible"):
@@ -148,7 +157,7 @@ def invoice_event(*, customer: BillingCustomer, invoice: gateway.Invoice, event_
     elif invoice.status == "open" and event_type in FAILURE_EVENTS:
         if event_type == "invoice.updated" and not _worth_a_look(customer, invoice):
             return
-        payment_failed(customer=customer, invoice_id=invoice.id)
+        payment_failed(customer=customer, invoice_id=invoice.id, found=attempts)
 
 
 def _worth_a_look(customer: BillingCustomer, invoice: gateway.Invoice) -> bool:
@@ -163,10 +172,15 @@ def _worth_a_look(customer: BillingCustomer, invoice: gateway.Invoice) -> bool:
     )
 
 
-def payment_failed(*, customer: BillingCustomer, invoice_id: str) -> RecoveryCase | None:
+def payment_failed(
+    *, customer: BillingCustomer, invoice_id: str, found: gateway.InvoiceAttempts | None = None
+) -> RecoveryCase | None:
     """Open the invoice's case (once), or bring it up to date after another failed attempt: its
-    attempts, the latest decline, and whether Stripe may go on retrying the card."""
-    found = gateway.invoice_attempts(invoice_id=invoice_id)
+    attempts, the latest decline, and whether Stripe may go on retrying the card.  `found` is what
+    the caller read from Stripe and mirrored already; otherwise it is read (and mirrored) here."""
+    mirrored = found is not None
+    if found is None:
+        found = gateway.invoice_attempts(invoice_id=invoice_id)
     raw = found.invoice.raw
     if (
         found.invoice.status != "open"
@@ -175,7 +189,8 @@ def payment_failed(*, customer: BillingCustomer, invoice_id: str) -> RecoveryCas
         or not (found.charges or found.waiting_for_approval)
     ):
         return None
-    sync.invoice_from_stripe(customer=customer, data=raw, state_at=timezone.now())
+    if not mirrored:
+        sync.invoice_from_stripe(customer=customer, data=raw, state_at=timezone.now())
     failed = [charge for charge in found.charges if not charge.succeeded]
     # The episode starts when Stripe's first attempt failed (its clock: a test clock runs ahead),
     # and its days are counted from then.
@@ -276,11 +291,15 @@ def card_guardrail(*, payment_method_id: str) -> str | None:
     if not payment_method_id:
         return None
     since = timezone.now() - declines.ATTEMPT_WINDOW
-    attempts = PaymentAttempt.objects.filter(payment_method_id=payment_method_id, at__gte=since)
-    codes = list(attempts.exclude(decline_code="").values_list("decline_code", flat=True))
-    advice = list(attempts.exclude(advice_code="").values_list("advice_code", flat=True))
+    attempts = list(
+        PaymentAttempt.objects.filter(payment_method_id=payment_method_id, at__gte=since).values_list(
+            "decline_code", "advice_code"
+        )
+    )
     return declines.retry_refusal(
-        decline_codes_on_card=codes, attempts_in_window=attempts.count(), advice_codes=advice
+        decline_codes_on_card=[code for code, _advice in attempts if code],
+        attempts_in_window=len(attempts),
+        advice_codes=[advice for _code, advice in attempts if advice],
     )
 
 
@@ -299,8 +318,7 @@ def _stop_retries(*, case: RecoveryCase, reason: str) -> None:
 # --------------------------------------------------------------------------- the steps
 
 
-def _facts(case: RecoveryCase) -> RecoveryFacts:
-    invoice = Invoice.objects.filter(stripe_id=case.invoice_stripe_id).first()
+def _facts(case: RecoveryCase, invoice: Invoice | None) -> RecoveryFacts:
     family = declines.Family(case.family)
     return RecoveryFacts(
         case_id=case.pk,
@@ -372,7 +390,7 @@ def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
             message=REMINDERS[step.tone],
             about=f"invoice:{case.invoice_stripe_id}",
             step=f"recovery:{case.next_step}:{step.name}",
-            facts=_facts(case),
+            facts=_facts(case, invoice),
             via=step.channels,
             case=case,
         )

@@ -49,7 +49,7 @@ def _in_app(customer: BillingCustomer, case: RecoveryCase, *, n: int, read: bool
             channel="in_app",
             about=f"invoice:{case.invoice_stripe_id}",
             dedupe_key=f"{customer.pk}:{case.pk}:{i}:in_app:{secrets.token_hex(4)}",
-            context=recovery._facts(case).model_dump(mode="json"),
+            context=recovery._facts(case, None).model_dump(mode="json"),
             case=case,
             status="sent",
             sent_at=timezone.now(),
