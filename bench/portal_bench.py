@@ -5,7 +5,9 @@ PostgreSQL: ``DATABASE_URL`` (default ``postgres://postgres@127.0.0.1:5432/porta
 database the bench owns: it is created when missing, migrated and then *flushed*, so the name must
 contain "bench" (``--allow-any-database`` overrides that guard).  Settings are ``tests.settings``
 (DEBUG off, test keys, eager Celery); REDIS_URL and CELERY_BROKER_URL are ignored, so no task
-ever reaches a real broker or worker.  A Stripe emulator runs in this process on a free port.
+of (1)-(3) reaches a real broker or worker.  Only the recovery burst (4) runs a real ``celery
+worker``, with Redis as its broker: ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``; Celery's
+keys there are deleted before and after).  A Stripe emulator runs in this process on a free port.
 
 Everything goes through Django's test client, in this process, from one thread: the full
 middleware stack and views, no HTTP server or socket in front.  The test client keeps one
@@ -55,6 +57,26 @@ Seeded data (all through the emulator, then mirrored by the portal itself):
     Cold previews that did not all reach the emulator fail the bench.  The cache is Django's
     local-memory cache here (REDIS_URL is ignored): a hit costs no round trip to Redis.
 
+(4) Recovery burst: ``--failures`` customers (default 1000) on ONE test clock, each with a monthly
+    subscription whose card then declines (the emulator's control, insufficient_funds); one
+    advance of the clock fails every renewal at once.  All the events of that burst (about 10 per
+    failure: invoice.created ... invoice.payment_failed, customer.subscription.updated, and the
+    payment intent, charge and clock events the portal ignores) are posted in the emulator's
+    order, signed, from one client as fast as it goes, while ONE ``celery -A portal worker``
+    process (prefork, concurrency 1; bench/worker_settings.py: tasks from Redis, the local-memory
+    email backend, quiet hours off) processes them and sends the day-0 emails through the outbox.
+    Reported, per failed invoice: its invoice.payment_failed's arrival (StripeEvent.received_at)
+    to its case's first email's sent_at, p50/p95/max against the goal (p95 < 60 s); the time from
+    the first event received to the last first email sent; how long the event's task and the send
+    task waited in the queue; Stripe requests by path; and the worker's own account of each task
+    (wall, CPU and SQL per run, by event type: bench/results/recovery-tasks.jsonl, its log
+    bench/results/recovery-worker.log).  Fails if a case got no email or an event was not done.
+
+(5) Pages with an open case: SQL queries of ``/``, ``/fix/<case>/`` and ``/messages/`` for a burst
+    customer with its open case (and its day-0 email and in-app line) plus 1 closed case and 1 old
+    message, and for one with 20 closed cases and 200 old messages (added in bulk).  Fails unless
+    the counts are equal.
+
 Prints a table and writes ``bench/results/portal-latest.json``.  Never part of ``make test``.
 """
 
@@ -62,10 +84,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import datetime as dt
 import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import sys
 import textwrap
@@ -95,6 +120,10 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 os.environ.setdefault("BILLING_LOG_LEVEL", "WARNING")
 # WhiteNoise notes that collectstatic has not run; pages are measured without static files.
 warnings.filterwarnings("ignore", message="No directory at")
+# The recovery burst's worker, alone among the measurements, takes its tasks from Redis: kept
+# aside for it before the variables go (see bench_recovery_burst).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+BURST_REDIS_URL = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_DEBUG"):
     os.environ.pop(name, None)
 
@@ -708,6 +737,452 @@ def bench_previews(*, emails: list[str], cold: int, counter: RequestCounter) -> 
     }
 
 
+# --------------------------------------------------------------------------- (4) recovery burst
+
+# Quiet hours off (start == end: no hour is quiet), so that no day-0 message waits for the morning.
+NO_QUIET_HOURS = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
+PAYMENT_FAILED = "invoice.payment_failed"
+# The first message of a case must be sent within this long of its invoice.payment_failed.
+BURST_GOAL_P95_SECONDS = 60.0
+WORKER_LOG = ROOT / "bench" / "results" / "recovery-worker.log"
+TASK_PROFILE = ROOT / "bench" / "results" / "recovery-tasks.jsonl"
+STRIPE_ID = re.compile(r"/(?:[a-z]+_)+[A-Za-z0-9]{6,}")
+
+
+def emulator_post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    import requests
+    from django.conf import settings
+
+    response = requests.post(f"{settings.STRIPE_API_BASE}{path}", json=body, timeout=600)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def seed_failing_renewals(*, count: int) -> dict[str, Any]:
+    """`count` customers on ONE test clock, each with a monthly Standard subscription whose first
+    month was paid and whose card then starts declining (insufficient_funds); mirrored by the
+    portal (a reconcile each).  The clock starts 33 days ago, so that the renewal falls before
+    today and the cases open on real time.  Returns the clock, the period end and the customers."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    from billing import sync
+    from billing.models import BillingCustomer, Price
+    from billing.services.customers import customer_create
+    from tests.portal_support import PASSWORD
+
+    client = api()
+    start = int(time.time()) - 33 * DAY
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start, "name": "recovery burst"})
+    price_id = Price.objects.get(lookup_key="standard_month_eur").stripe_price_id
+    user_model = get_user_model()
+    customers: list[int] = []
+    cards: list[str] = []
+    subscription_id = ""
+    for n in range(count):
+        email = f"burst{n}@example.com"
+        user = user_model.objects.create_user(username=email, email=email, password=PASSWORD)
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+        customer = customer_create(user=user, email=email, language="en")
+        on_clock = client.v1.customers.create(
+            params={
+                "email": email,
+                "preferred_locales": ["en"],
+                "test_clock": clock.id,
+                "metadata": {"portal_customer": str(customer.pk)},
+            }
+        )
+        BillingCustomer.objects.filter(pk=customer.pk).update(stripe_customer_id=on_clock.id)
+        card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": on_clock.id}).id
+        client.v1.customers.update(on_clock.id, params={"invoice_settings": {"default_payment_method": card}})
+        subscription_id = client.v1.subscriptions.create(
+            params={"customer": on_clock.id, "items": [{"price": price_id}]}
+        ).id
+        emulator_post(f"/_emulator/payment_methods/{card}/decline", {"decline_code": "insufficient_funds"})
+        sync.reconcile_customer(customer_id=customer.pk)
+        customers.append(customer.pk)
+        cards.append(card)
+    period_end = client.v1.subscriptions.retrieve(subscription_id)["items"]["data"][0]["current_period_end"]
+    return {"clock": clock.id, "start": start, "period_end": period_end, "customers": customers}
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Any:
+    """This process publishes its tasks to `url` (not run eagerly, not to the in-memory broker the
+    other measurements use) until the block ends; Celery's pools are dropped both ways, as after
+    a fork, so that no connection to the other broker is reused."""
+    from portal.celery import app
+
+    def drop_pools() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = (app.conf.broker_url, app.conf.task_always_eager)
+    drop_pools()
+    app.conf.broker_url, app.conf.task_always_eager = url, False
+    try:
+        with app.connection_for_write() as conn:
+            if conn.as_uri(include_password=False).split("://")[0] != url.split("://")[0]:
+                raise RuntimeError(f"Celery publishes to {conn.as_uri()}, not {url}")
+        yield app
+    finally:
+        drop_pools()
+        app.conf.broker_url, app.conf.task_always_eager = saved
+
+
+def forget_queued_tasks(url: str) -> None:
+    """Celery's keys only (queued tasks, unacked ones), as tests/integration/conftest.py does."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for pattern in ("celery*", "unacked*"):
+            keys = list(client.scan_iter(match=pattern))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+def seconds_summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3),
+        "max_s": round(ordered[-1], 3),
+    }
+
+
+def task_profile(*, path: pathlib.Path, types: dict[int, str], wall: float) -> dict[str, Any]:
+    """Per task (and per event type for process_event): runs, time, SQL, from the worker's lines."""
+    rows: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for line in lines:
+        key = line["task"]
+        if key == "process_event":
+            key = f"process_event {types.get(int(line['arg']), '?')}"
+        rows[key].append(line)
+    table: dict[str, Any] = {}
+    for key, runs in sorted(rows.items(), key=lambda item: -sum(r["end"] - r["start"] for r in item[1])):
+        busy = [r["end"] - r["start"] for r in runs]
+        table[key] = {
+            "runs": len(runs),
+            "seconds": round(sum(busy), 2),
+            "share_of_burst": round(sum(busy) / wall, 3) if wall else None,
+            "mean_ms": round(1000 * statistics.mean(busy), 2),
+            "p95_ms": round(1000 * sorted(busy)[max(0, int(len(busy) * 0.95) - 1)], 2),
+            "cpu_ms_mean": round(1000 * statistics.mean(r["cpu_seconds"] for r in runs), 2),
+            "sql_per_run": round(statistics.mean(r["sql"] for r in runs), 1),
+            "sql_ms_mean": round(1000 * statistics.mean(r["sql_seconds"] for r in runs), 2),
+        }
+    busy_total = sum(line["end"] - line["start"] for line in lines)
+    return {
+        "tasks": len(lines),
+        "busy_seconds": round(busy_total, 2),
+        "busy_share": round(busy_total / wall, 3) if wall else None,
+        "by_task": table,
+    }
+
+
+def bench_recovery_burst(
+    *, failures: int, counter: RequestCounter, database_url: str, redis_url: str
+) -> tuple[dict[str, Any], list[int]]:
+    """`failures` renewals fail together on one test clock; every event of that burst is posted,
+    signed and in order, as fast as one client posts, to the webhook endpoint, while ONE real
+    `celery worker` (concurrency 1, tasks from Redis) processes them and sends the messages.
+    Measured per failed invoice: its invoice.payment_failed's arrival (StripeEvent.received_at)
+    to the first recovery email's sent_at.  Returns the results and the customers (their pks)."""
+    from django.conf import settings
+    from django.db.models import Max, Min
+
+    from billing.models import Delivery, RecoveryCase, StripeEvent
+    from tests.integration.support import Worker
+    from tests.portal_support import emulator_events
+
+    t0 = time.perf_counter()
+    seeded = seed_failing_renewals(count=failures)
+    seed_seconds = time.perf_counter() - t0
+    before = {event["id"] for event in emulator_events()}
+
+    # One advance: every renewal is drafted, finalized an hour later and declined.
+    t0 = time.perf_counter()
+    client = api()
+    client.v1.test_helpers.test_clocks.advance(
+        seeded["clock"], params={"frozen_time": seeded["period_end"] + RENEWAL_SETTLED}
+    )
+    emulator_post(f"/_emulator/test_clocks/{seeded['clock']}/wait", {"timeout": 600})
+    advance_seconds = time.perf_counter() - t0
+    burst = [event for event in emulator_events() if event["id"] not in before]
+    types = collections.Counter(event["type"] for event in burst)
+    failed_invoices = {
+        event["data"]["object"]["id"]: event["id"] for event in burst if event["type"] == PAYMENT_FAILED
+    }
+    if len(failed_invoices) != failures:
+        raise RuntimeError(f"recovery burst: {len(failed_invoices)} renewals failed, not {failures}: {types}")
+
+    forget_queued_tasks(redis_url)
+    WORKER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    TASK_PROFILE.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.worker_settings",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "STRIPE_API_BASE": settings.STRIPE_API_BASE,
+        "BILLING_POLICY": json.dumps(NO_QUIET_HOURS),
+        "BILLING_LOG_LEVEL": "INFO",
+        "BENCH_TASK_PROFILE": str(TASK_PROFILE),
+    }
+    posted: list[float] = []
+    errors: list[str] = []
+    with celery_broker(redis_url) as app:
+        worker = Worker(env=env, log_path=WORKER_LOG)
+        try:
+            worker.wait_ready(app=app, timeout=60)
+            from django.test import Client
+
+            from tests.portal_support import WEBHOOK_URL, signature_header
+
+            web = Client()
+            payloads = [json.dumps(event).encode() for event in burst]
+            stripe_before = dict(counter.paths)
+            started = time.time()
+            for payload in payloads:
+                t = time.perf_counter()
+                response = web.post(
+                    WEBHOOK_URL,
+                    data=payload,
+                    content_type="application/json",
+                    HTTP_STRIPE_SIGNATURE=signature_header(payload),
+                )
+                posted.append(time.perf_counter() - t)
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.content[:200]!r}")
+            post_seconds = time.time() - started
+
+            burst_ids = [event["id"] for event in burst]
+            emails = Delivery.objects.filter(
+                case__invoice_stripe_id__in=list(failed_invoices),
+                channel=Delivery.Channel.EMAIL,
+                sent_at__isnull=False,
+            )
+            unfinished = StripeEvent.objects.filter(stripe_id__in=burst_ids).exclude(
+                status__in=(StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
+            )
+            deadline = time.monotonic() + max(600.0, 0.5 * len(burst))
+            while time.monotonic() < deadline and worker.alive:
+                if emails.values("case_id").distinct().count() >= failures and not unfinished.exists():
+                    break
+                time.sleep(0.25)
+            finished = time.time()
+        finally:
+            worker.stop()
+            forget_queued_tasks(redis_url)
+
+    events = dict(
+        StripeEvent.objects.filter(stripe_id__in=list(failed_invoices.values())).values_list(
+            "object_id", "received_at"
+        )
+    )
+    firsts = dict(
+        emails.values("case__invoice_stripe_id")
+        .annotate(first=Min("sent_at"))
+        .values_list("case__invoice_stripe_id", "first")
+    )
+    latencies = [(firsts[inv] - events[inv]).total_seconds() for inv in events if inv in firsts]
+    received = StripeEvent.objects.filter(stripe_id__in=[e["id"] for e in burst])
+    first_received = min(received.values_list("received_at", flat=True))
+    last_sent = max(firsts.values()) if firsts else None
+    last_processed = received.aggregate(last=Max("processed_at"))["last"]
+    pk_types = dict(received.values_list("pk", "type"))
+    wall = finished - started
+    profile = task_profile(path=TASK_PROFILE, types=pk_types, wall=wall) if TASK_PROFILE.exists() else {}
+
+    # Where a first message waited: for its event to be processed, then for its send task.
+    waits_event: list[float] = []
+    waits_send: list[float] = []
+    if TASK_PROFILE.exists():
+        starts: dict[tuple[str, int], float] = {}
+        for line in TASK_PROFILE.read_text().splitlines():
+            row = json.loads(line)
+            starts.setdefault((row["task"], int(row["arg"])), row["start"])
+        pf_pks = dict(received.filter(type=PAYMENT_FAILED).values_list("object_id", "pk"))
+        for inv, at in events.items():
+            run = starts.get(("process_event", pf_pks[inv]))
+            if run is not None:
+                waits_event.append(run - at.timestamp())
+        for pk, created in Delivery.objects.filter(
+            case__invoice_stripe_id__in=list(failed_invoices), channel=Delivery.Channel.EMAIL
+        ).values_list("pk", "created_at"):
+            run = starts.get(("send_delivery", pk))
+            if run is not None:
+                waits_send.append(run - created.timestamp())
+
+    after = counter.paths
+    stripe_paths: collections.Counter[str] = collections.Counter()
+    for path, n in after.items():
+        if n - stripe_before.get(path, 0) > 0:
+            stripe_paths[STRIPE_ID.sub("/{id}", path)] += n - stripe_before.get(path, 0)
+    stripe_total = sum(stripe_paths.values())
+    statuses = dict(sorted(collections.Counter(received.values_list("status", flat=True)).items()))
+    cases = RecoveryCase.objects.filter(invoice_stripe_id__in=list(failed_invoices)).count()
+    return {
+        "failures": failures,
+        "worker": "1 celery worker process (prefork, concurrency 1), tasks from Redis; email: locmem backend",
+        "quiet_hours": "off (BILLING_POLICY quiet_hours start_hour = end_hour = 0)",
+        "seed_seconds": round(seed_seconds, 1),
+        "advance_seconds": round(advance_seconds, 1),
+        "events": len(burst),
+        "event_types": dict(sorted(types.items())),
+        "post": {
+            "seconds": round(post_seconds, 2),
+            "events_per_second": round(len(burst) / post_seconds, 1),
+            "errors": len(errors),
+            "first_errors": errors[:5],
+            **latency_summary(posted),
+        },
+        "statuses": statuses,
+        "cases_opened": cases,
+        "first_messages_sent": len(firsts),
+        "payment_failed_to_first_email": seconds_summary(latencies) if latencies else {"count": 0},
+        "goal_p95_s": BURST_GOAL_P95_SECONDS,
+        "total_seconds": round((last_sent - first_received).total_seconds(), 2) if last_sent else None,
+        "all_processed_seconds": round((last_processed - first_received).total_seconds(), 2)
+        if last_processed
+        else None,
+        "wait_for_event_processing": seconds_summary(waits_event) if waits_event else {"count": 0},
+        "wait_for_send_task": seconds_summary(waits_send) if waits_send else {"count": 0},
+        "stripe_requests": stripe_total,
+        "stripe_requests_per_event": round(stripe_total / max(1, len(burst)), 2),
+        "stripe_requests_by_path": dict(stripe_paths.most_common()),
+        "worker_profile": profile,
+        "worker_log": str(WORKER_LOG.relative_to(ROOT)),
+    }, seeded["customers"]
+
+
+# --------------------------------------------------------------------------- (5) pages with a case
+
+# Pages a customer with an open case sees, with what stands for the case's id in the path.
+CASE_PAGES = {"dashboard": "/", "fix": "/fix/{case}/", "messages": "/messages/"}
+OLD_DELIVERIES = 200
+CLOSED_CASES = 20
+
+
+def add_history(*, customer_id: int, deliveries: int, closed_cases: int) -> None:
+    """Years of history for one customer, in bulk: `closed_cases` cases recovered long ago and
+    `deliveries` old messages (copies of its open case's day-0 email and in-app line, half of the
+    in-app ones unread), spread over those cases."""
+    from billing.models import Delivery, RecoveryCase
+
+    case = RecoveryCase.objects.get(customer_id=customer_id, status=RecoveryCase.Status.OPEN)
+    long_ago = case.opened_at - dt.timedelta(days=400)
+    closed = RecoveryCase.objects.bulk_create(
+        [
+            RecoveryCase(
+                customer_id=customer_id,
+                invoice_stripe_id=f"in_bench_old_{customer_id}_{n}",
+                subscription_stripe_id=case.subscription_stripe_id,
+                amount=case.amount,
+                currency=case.currency,
+                decline_codes=case.decline_codes,
+                family=case.family,
+                hard=case.hard,
+                action=case.action,
+                payment_method_id=case.payment_method_id,
+                policy_id=case.policy_id,
+                status=RecoveryCase.Status.RECOVERED,
+                outcome=RecoveryCase.Outcome.RETRY,
+                opened_at=long_ago + dt.timedelta(days=15 * n),
+                closed_at=long_ago + dt.timedelta(days=15 * n + 2),
+                grace_ends_at=long_ago + dt.timedelta(days=15 * n + 14),
+                next_step=1,
+            )
+            for n in range(closed_cases)
+        ]
+    )
+    templates = list(Delivery.objects.filter(case=case).exclude(channel=Delivery.Channel.SMS))
+    rows = []
+    for n in range(deliveries):
+        template = templates[n % len(templates)]
+        old_case = closed[n % len(closed)] if closed else None
+        at = long_ago + dt.timedelta(hours=n)
+        rows.append(
+            Delivery(
+                customer_id=customer_id,
+                message=template.message,
+                category=template.category,
+                channel=template.channel,
+                about=f"invoice:{old_case.invoice_stripe_id if old_case else 'old'}",
+                dedupe_key=f"bench-old-{customer_id}-{n}",
+                context={**template.context, **({"case_id": old_case.pk} if old_case else {})},
+                case=old_case,
+                status=Delivery.Status.SENT,
+                send_after=at,
+                created_at=at,
+                sent_at=at,
+                attempts=1,
+                read_at=at if n % 4 else None,
+            )
+        )
+    Delivery.objects.bulk_create(rows)
+
+
+def bench_case_pages(*, customers: list[int]) -> dict[str, Any]:
+    """SQL per page for a customer with an open case, with little history (1 old message, 1 closed
+    case) and with a lot (OLD_DELIVERIES old messages, CLOSED_CASES closed cases): the counts must
+    be equal."""
+    from django.test import Client
+
+    from billing.models import BillingCustomer, Delivery, RecoveryCase
+
+    if len(customers) < 2:
+        raise RuntimeError("pages with a case: needs two customers with an open case (--failures 2 or more)")
+    few, many = customers[0], customers[1]
+    add_history(customer_id=few, deliveries=1, closed_cases=1)
+    add_history(customer_id=many, deliveries=OLD_DELIVERIES, closed_cases=CLOSED_CASES)
+    result: dict[str, Any] = {"pages": {}, "customers": {}}
+    counts: dict[str, dict[str, int]] = {}
+    for label, pk in (("few", few), ("many", many)):
+        customer = BillingCustomer.objects.select_related("user").get(pk=pk)
+        case = RecoveryCase.objects.get(customer_id=pk, status=RecoveryCase.Status.OPEN)
+        client = Client()
+        client.force_login(customer.user)
+        result["customers"][label] = {
+            "cases": RecoveryCase.objects.filter(customer_id=pk).count(),
+            "open_cases": 1,
+            "closed_cases": RecoveryCase.objects.filter(customer_id=pk)
+            .exclude(status=RecoveryCase.Status.OPEN)
+            .count(),
+            "deliveries": Delivery.objects.filter(customer_id=pk).count(),
+        }
+        counts[label] = {}
+        for page, pattern in CASE_PAGES.items():
+            path = pattern.format(case=case.pk)
+
+            def get(path: str = path, client: Client = client) -> None:
+                response = client.get(path)
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {path} answered {response.status_code}")
+
+            get()  # warm: templates, the compiled reads of this connection
+            counts[label][page] = len(queries_during(get))
+    for page in CASE_PAGES:
+        result["pages"][page] = {
+            "sql_few": counts["few"][page],
+            "sql_many": counts["many"][page],
+            "equal": counts["few"][page] == counts["many"][page],
+        }
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -812,6 +1287,69 @@ def print_table(results: dict[str, Any]) -> None:
     print()
 
 
+def print_recovery(burst: dict[str, Any], case_pages: dict[str, Any]) -> None:
+    if burst:
+        post, lat = burst["post"], burst["payment_failed_to_first_email"]
+        print(
+            f"recovery burst: {burst['failures']} renewals declined together (one test clock), "
+            f"{burst['events']} events posted in order; {burst['worker']}"
+        )
+        print(
+            f"  posted in {post['seconds']:.1f}s ({post['events_per_second']:.0f} ev/s); "
+            f"cases opened {burst['cases_opened']}, first emails sent {burst['first_messages_sent']}; "
+            f"statuses {burst['statuses']}"
+        )
+        if lat.get("count"):
+            verdict = "met" if lat["p95_s"] < burst["goal_p95_s"] else "MISSED"
+            print(
+                f"  invoice.payment_failed received -> first email sent: p50 {lat['p50_s']:.1f}s  "
+                f"p95 {lat['p95_s']:.1f}s  max {lat['max_s']:.1f}s  (goal p95 < {burst['goal_p95_s']:.0f}s: {verdict})"
+            )
+        print(
+            f"  first event received -> last first email sent: {burst['total_seconds']}s; "
+            f"-> every event processed: {burst['all_processed_seconds']}s"
+        )
+        for label, key in (
+            ("its event's task", "wait_for_event_processing"),
+            ("its send task", "wait_for_send_task"),
+        ):
+            row = burst[key]
+            if row.get("count"):
+                print(
+                    f"  waited for {label} to start: p50 {row['p50_s']:.1f}s  p95 {row['p95_s']:.1f}s  max {row['max_s']:.1f}s"
+                )
+        print(
+            f"  Stripe requests: {burst['stripe_requests']} ({burst['stripe_requests_per_event']:.2f}/event): "
+            + ", ".join(f"{path} {n}" for path, n in list(burst["stripe_requests_by_path"].items())[:6])
+        )
+        profile = burst.get("worker_profile") or {}
+        if profile:
+            print(
+                f"  worker: {profile['tasks']} tasks, busy {profile['busy_seconds']}s "
+                f"({profile['busy_share']:.0%} of the burst)"
+            )
+            print(
+                f"  {'task':<44}{'runs':>6}{'s':>8}{'mean ms':>9}{'p95 ms':>9}{'cpu ms':>8}{'SQL':>6}{'SQL ms':>8}"
+            )
+            for name, row in profile["by_task"].items():
+                print(
+                    f"  {name:<44}{row['runs']:>6}{row['seconds']:>8.1f}{row['mean_ms']:>9.1f}{row['p95_ms']:>9.1f}"
+                    f"{row['cpu_ms_mean']:>8.1f}{row['sql_per_run']:>6.1f}{row['sql_ms_mean']:>8.1f}"
+                )
+        print()
+    if case_pages:
+        few, many = case_pages["customers"]["few"], case_pages["customers"]["many"]
+        print(
+            f"pages with an open case: SQL queries with {few['closed_cases']} closed case(s) and "
+            f"{few['deliveries']} messages / with {many['closed_cases']} closed cases and {many['deliveries']} messages"
+        )
+        for page, row in case_pages["pages"].items():
+            print(
+                f"  {page:<12}{row['sql_few']:>4} / {row['sql_many']:<4}{'' if row['equal'] else '  NOT EQUAL'}"
+            )
+        print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="timed GETs per page (default 300)")
@@ -823,12 +1361,20 @@ def main(argv: list[str] | None = None) -> int:
         "--preview-customers", type=int, default=20, help="customers clicking through previews (default 20)"
     )
     parser.add_argument(
+        "--failures",
+        type=int,
+        default=1000,
+        help="renewals failing together for the recovery burst (default 1000; 0 skips it and the case pages)",
+    )
+    parser.add_argument(
         "--allow-any-database", action="store_true", help="flush DATABASE_URL's database even without 'bench'"
     )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS, help=f"default {RESULTS}")
     args = parser.parse_args(argv)
     if args.previews < 1 or args.preview_customers < 1:
         parser.error("--previews and --preview-customers must be at least 1")
+    if args.failures == 1 or args.failures < 0:
+        parser.error("--failures must be 0 (skip) or at least 2 (the case pages compare two customers)")
 
     url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     database = prepare_database(url=url, allow_any=args.allow_any_database)
@@ -863,6 +1409,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         webhooks = bench_webhooks(customers=hook_customers, events=args.events, counter=counter)
         previews = bench_previews(emails=preview_customers, cold=args.previews, counter=counter)
+        burst: dict[str, Any] = {}
+        case_pages: dict[str, Any] = {}
+        if args.failures:
+            burst, burst_customers = bench_recovery_burst(
+                failures=args.failures, counter=counter, database_url=url, redis_url=BURST_REDIS_URL
+            )
+            case_pages = bench_case_pages(customers=burst_customers)
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             postgres = cursor.fetchone()[0]
@@ -887,18 +1440,22 @@ def main(argv: list[str] | None = None) -> int:
             "webhook_customers": args.customers,
             "cold_previews": args.previews,
             "preview_customers": args.preview_customers,
+            "failures": args.failures,
         },
         "seeded": seeded,
         "seed_seconds": round(seed_seconds, 2),
         "pages": pages,
         "webhooks": webhooks,
         "previews": previews,
+        "recovery_burst": burst,
+        "case_pages": case_pages,
         "total_seconds": round(time.perf_counter() - started, 1),
         # Other work on the machine skews every figure; a load above the CPU count means contention.
         "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
     }
 
     print_table(results)
+    print_recovery(burst, case_pages)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
@@ -924,6 +1481,23 @@ def main(argv: list[str] | None = None) -> int:
             f"previews (cold): {cold['requests']} requested with the cache cleared, but Stripe was asked "
             f"for {cold['stripe_previews']}"
         )
+    if burst:
+        if burst["post"]["errors"]:
+            problems.append(f"recovery burst: {burst['post']['errors']} webhook posts were not answered 200")
+        if burst["first_messages_sent"] != burst["failures"]:
+            problems.append(
+                f"recovery burst: {burst['failures']} renewals failed, but only {burst['first_messages_sent']}"
+                " first emails were sent"
+            )
+        unfinished = {s: n for s, n in burst["statuses"].items() if s not in ("processed", "ignored")}
+        if unfinished:
+            problems.append(f"recovery burst: events not processed: {unfinished}")
+    for page, row in case_pages.get("pages", {}).items():
+        if not row["equal"]:
+            problems.append(
+                f"pages with a case: {page} runs {row['sql_few']} queries with little history but "
+                f"{row['sql_many']} with {OLD_DELIVERIES} old messages and {CLOSED_CASES} closed cases"
+            )
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
