@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from celery import current_task
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 
@@ -101,9 +102,26 @@ def _send_on_commit(delivery_id: int) -> None:
     def send_later() -> None:
         from billing import tasks  # tasks import this module
 
-        tasks.send_delivery.delay(delivery_id)
+        if not _in_a_worker():
+            # A web request does not wait on the mail server: a worker sends it.
+            tasks.send_delivery.delay(delivery_id)
+            return
+        # Already in a worker (processing the event that prompted it): send it now, rather than
+        # queue it behind everything that arrived meanwhile.  An outage leaves it to its task.
+        try:
+            send(delivery_id=delivery_id)
+        except channels.ChannelUnavailable:
+            delivery = Delivery.objects.filter(pk=delivery_id, status=Status.PENDING).first()
+            if delivery is not None:
+                wait = max(1.0, (delivery.send_after - timezone.now()).total_seconds())
+                tasks.send_delivery.apply_async(args=(delivery_id,), countdown=wait)
 
     transaction.on_commit(send_later)
+
+
+def _in_a_worker() -> bool:
+    # `current_task` is a proxy, false when no task runs (a web request, a shell).
+    return bool(current_task) and not current_task.request.is_eager
 
 
 def send(*, delivery_id: int) -> bool:

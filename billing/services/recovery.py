@@ -219,6 +219,7 @@ def payment_failed(
             hard=decline.hard,
             action=decline.action,
             payment_method_id=found.payment_method_id,
+            decline_codes=[code] if code else [],
             policy=policy,
             opened_at=now,
             grace_ends_at=now + dt.timedelta(days=grace_days),
@@ -226,14 +227,15 @@ def payment_failed(
             next_step_at=now,
         )
     _record_attempts(customer=customer, case=case, found=found)
-    codes = list(case.decline_codes)
-    if code and (not codes or codes[-1] != code or opened):
-        codes.append(code)
-    case.decline_codes = codes[-20:]
-    case.family, case.hard, case.action = decline.family, decline.hard, decline.action
-    case.payment_method_id = found.payment_method_id or case.payment_method_id
-    case.amount = found.invoice.amount_remaining
-    case.save(update_fields=["decline_codes", "family", "hard", "action", "payment_method_id", "amount"])
+    if not opened:
+        codes = list(case.decline_codes)
+        if code and (not codes or codes[-1] != code):
+            codes.append(code)
+        case.decline_codes = codes[-20:]
+        case.family, case.hard, case.action = decline.family, decline.hard, decline.action
+        case.payment_method_id = found.payment_method_id or case.payment_method_id
+        case.amount = found.invoice.amount_remaining
+        case.save(update_fields=["decline_codes", "family", "hard", "action", "payment_method_id", "amount"])
     refusal = _guardrail(case=case, decline=decline)
     if refusal and case.retries_stopped_at is None and raw.get("auto_advance"):
         _stop_retries(case=case, reason=refusal)
