@@ -101,6 +101,7 @@ DECLINES: dict[str, Decline] = {
     "approve_with_id": Decline("card_declined", _DECLINED, _LATER),
     "authentication_required": Decline(
         "authentication_required", "Your card was declined. This transaction requires authentication.", None),
+    "authentication_not_handled": Decline("card_declined", _DECLINED, None),
     "call_issuer": Decline("card_declined", _DECLINED, None),
     "card_not_supported": Decline("card_declined", "Your card does not support this type of purchase.", _NEVER),
     "card_velocity_exceeded": Decline(
@@ -116,6 +117,7 @@ DECLINES: dict[str, Decline] = {
     "incorrect_cvc": Decline("incorrect_cvc", "Your card's security code is incorrect.", _DETAILS),
     "incorrect_number": Decline("incorrect_number", "Your card number is incorrect.", _DETAILS),
     "incorrect_pin": Decline("card_declined", "Your card's PIN is incorrect.", _DETAILS),
+    "incorrect_address": Decline("incorrect_address", "Your card's address is incorrect.", _DETAILS),
     "incorrect_zip": Decline("incorrect_zip", "Your card's postal code is incorrect.", _DETAILS),
     "insufficient_funds": Decline("card_declined", "Your card has insufficient funds.", _LATER),
     "invalid_account": Decline("card_declined", _DECLINED, _NEVER),
@@ -128,6 +130,7 @@ DECLINES: dict[str, Decline] = {
     "issuer_not_available": Decline("card_declined", _DECLINED, _LATER),
     "lost_card": Decline("card_declined", _DECLINED, _NEVER),
     "merchant_blacklist": Decline("card_declined", _DECLINED, _NEVER),
+    "mobile_device_authentication_required": Decline("card_declined", _DECLINED, None),
     "new_account_information_available": Decline("card_declined", _DECLINED, _DETAILS),
     "no_action_taken": Decline("card_declined", _DECLINED, None),
     "not_permitted": Decline("card_declined", _DECLINED, _NEVER),

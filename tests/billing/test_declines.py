@@ -317,3 +317,11 @@ def test_every_familys_words_are_translated(family: Family, language: str) -> No
         translated = {field: str(getattr(playbook, field)) for field in TEXT_FIELDS}
     for field in TEXT_FIELDS:
         assert translated[field] and translated[field] != english[field], (field, english[field])
+
+
+def test_the_emulator_declines_with_every_code_the_playbook_knows() -> None:
+    """Offline, every documented decline can be made to happen (the emulator's decline control)
+    and the portal has words for it: the two lists are the same list."""
+    from stripe_emulator.resources.payment_methods import DECLINES
+
+    assert set(DECLINES) == DOCUMENTED_CODES

@@ -32,6 +32,7 @@ FIRST_ATTEMPT = FEB_1 + HOUR
 #: Every card decline code of docs.stripe.com/declines/codes.
 DOCUMENTED_CODES = [
     "approve_with_id",
+    "authentication_not_handled",
     "authentication_required",
     "call_issuer",
     "card_not_supported",
@@ -45,6 +46,7 @@ DOCUMENTED_CODES = [
     "generic_decline",
     "incorrect_cvc",
     "incorrect_number",
+    "incorrect_address",
     "incorrect_pin",
     "incorrect_zip",
     "insufficient_funds",
@@ -58,6 +60,7 @@ DOCUMENTED_CODES = [
     "issuer_not_available",
     "lost_card",
     "merchant_blacklist",
+    "mobile_device_authentication_required",
     "new_account_information_available",
     "no_action_taken",
     "not_permitted",
