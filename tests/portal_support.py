@@ -114,3 +114,14 @@ def deliver_events(client: Client | None = None, *, types: set[str] | None = Non
         response = post_event(client, event)
         assert response.status_code == 200, response.content
     return events
+
+
+def shown_day(value: Any, *, time_zone: str = "") -> str:
+    """A date as the portal writes it for a customer in `time_zone` (empty: the portal's display
+    zone, Europe/Stockholm), in English: in the evening, UTC's date is not the customer's."""
+    from django.utils import timezone
+
+    from billing.money import customer_zone, format_day
+
+    with timezone.override(customer_zone(time_zone)):
+        return format_day(value=value, language="en")

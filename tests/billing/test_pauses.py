@@ -17,6 +17,7 @@ from django.utils import timezone
 from billing import tasks
 from billing.errors import Refused
 from billing.models import BillingChange, BillingCustomer, Delivery, Subscription
+from billing.money import customer_zone
 from billing.plans import When
 from billing.services import pauses, plans
 from tests.billing.conftest import StripeSwitch
@@ -61,7 +62,10 @@ def test_a_pause_is_stripes_pause_until_the_date_shown(committed: Callable[[], A
     sub = _sub(customer)
     assert (sub.status, sub.pause_resumes_at) == (Subscription.Status.PAUSED, result.resumes_at)
     page = logged_in(customer).get("/").content.decode()
-    assert f"Paused until {result.resumes_at.day} " in page
+    shown_day = timezone.localtime(
+        result.resumes_at, customer_zone(customer.time_zone)
+    ).day  # the page's zone
+    assert f"Paused until {shown_day} " in page
     [message] = [m for m in mail.outbox if m.subject.startswith("Your subscription is paused until")]
     assert "Nothing is charged while it is paused" in message.body
     assert Delivery.objects.filter(change=change, channel=Delivery.Channel.IN_APP).count() == 1

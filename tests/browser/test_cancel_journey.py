@@ -10,8 +10,7 @@ import re
 from typing import Any
 
 from billing.models import Subscription
-from billing.money import format_day
-from tests.portal_support import make_customer
+from tests.portal_support import make_customer, shown_day
 
 from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_plan_journey import _dashboard, _mail
@@ -23,7 +22,7 @@ expect = playwright_sync.expect
 def _renewal(customer: Any) -> str:
     end = Subscription.objects.get(customer=customer).current_period_end
     assert end is not None
-    return format_day(value=end, language="en")
+    return shown_day(end)
 
 
 def _to_the_offer(page: Any, *, reason: str, comment: str = "") -> None:

@@ -18,9 +18,9 @@ from django.core import mail
 
 from billing import sync
 from billing.models import BillingChange, BillingCustomer, Subscription
-from billing.money import format_day, format_money
+from billing.money import format_money
 from billing.services import pauses
-from tests.portal_support import deliver_events, make_customer
+from tests.portal_support import deliver_events, make_customer, shown_day
 
 from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_plan_journey import _advance_clock, _customer_on_a_clock, _mail
@@ -32,7 +32,7 @@ DAY = 86400
 
 
 def _day(value: dt.datetime) -> str:
-    return format_day(value=value, language="en")
+    return shown_day(value)
 
 
 def _money(amount: int) -> str:

@@ -21,9 +21,9 @@ from django.core import mail
 
 from billing import sync
 from billing.models import BillingCustomer, Price, Subscription
-from billing.money import format_day, format_money
+from billing.money import format_money
 from billing.services.customers import customer_create
-from tests.portal_support import PASSWORD, make_customer
+from tests.portal_support import PASSWORD, make_customer, shown_day
 
 from .conftest import LivePortal, Shopper, each_width, playwright_sync
 from .test_portal_journey import _change_result, _log_in, _no_horizontal_scroll
@@ -80,7 +80,7 @@ def _money(amount: int) -> str:
 
 
 def _day(timestamp: int) -> str:
-    return format_day(value=dt.datetime.fromtimestamp(timestamp, tz=dt.UTC), language="en")
+    return shown_day(dt.datetime.fromtimestamp(timestamp, tz=dt.UTC))
 
 
 # --------------------------------------------------------------------------- arranging Stripe's side

@@ -24,7 +24,7 @@ from billing.models import (
     Subscription,
     Tier,
 )
-from billing.money import format_day
+from billing.money import customer_zone, format_day
 from tests.billing.support import mirror_customer, stripe_counted
 from tests.portal_support import logged_in
 
@@ -186,7 +186,8 @@ def test_the_pause_page_and_a_paused_dashboard_call_no_stripe_in_fixed_queries(s
         dashboard = _get(client, {"path": "/"}).content.decode()
         pause = _get(client, {"path": "/pause/"}).content.decode()
     assert stripe.calls == 0
-    until = format_day(value=resumes_at, language="en")
+    with timezone.override(customer_zone(customer.time_zone)):  # the date as the page shows it
+        until = format_day(value=resumes_at, language="en")
     assert f"Paused until {until}" in dashboard
     assert 'data-test="resume"' in dashboard
     assert "Resume now and pay €7.00" in pause
