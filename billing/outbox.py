@@ -20,7 +20,7 @@ from billing import channels, policy
 from billing.messages import MESSAGES, Facts, Message, facts_of, render
 from billing.models import BillingChange, BillingCustomer, Delivery, RecoveryCase
 from billing.money import customer_zone
-from billing.policy import Channel
+from billing.policy import Category, Channel
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _case_closed(delivery: Delivery) -> bool:
     return (
         case is not None
         and case.status != RecoveryCase.Status.OPEN
-        and MESSAGES[delivery.message].category != "confirmation"
+        and MESSAGES[delivery.message].category != Category.CONFIRMATION
     )
 
 

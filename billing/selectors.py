@@ -661,6 +661,15 @@ class FixPage:
     # The card on file may be charged again (the networks' rules allow it).
     card_chargeable: bool
 
+    # What the messages say of the end (billing/messages/_recovery_end.txt), said the same here.
+    @property
+    def grace_ends_at(self) -> Any:
+        return self.case.grace_ends_at
+
+    @property
+    def end_action(self) -> str:
+        return self.case.policy.end_action
+
 
 def fix_page(*, customer: BillingCustomer, case_id: int) -> FixPage | None:
     case = RecoveryCase.objects.filter(customer=customer, pk=case_id).select_related("policy").first()

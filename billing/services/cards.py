@@ -64,6 +64,8 @@ class InvoicePayment(ChangeResult):
     currency: str
     outcome: Literal["paid", "declined", "action_required"]
     decline_code: str = ""
+    # The invoice had a recovery case, which this payment closed (its thank-you confirms it).
+    recovered: bool = False
 
 
 class CardAddResult(CardDefaultResult):
@@ -259,20 +261,13 @@ def _pay_open_invoices(
         if paid is None or payment.outcome != "paid":
             break
         sync.invoice_from_stripe(customer=customer, data=paid.raw, state_at=timezone.now())
-        recovery.settled(
+        case = recovery.settled(
             customer=customer, invoice_id=invoice.stripe_id, outcome=RecoveryCase.Outcome.CARD_UPDATE
         )
+        payments[-1] = payment.model_copy(update={"recovered": case is not None})
     declined = next((p.decline_code for p in payments if p.outcome == "declined"), "")
     recovery.resume_collecting(customer=customer, change=change, decline_code=declined)
     return payments
-
-
-def _recovered(change: BillingChange, payments: tuple[InvoicePayment, ...]) -> bool:
-    return RecoveryCase.objects.filter(
-        customer_id=change.customer_id,
-        invoice_stripe_id__in=[p.invoice for p in payments],
-        outcome=RecoveryCase.Outcome.CARD_UPDATE,
-    ).count() == len(payments)
 
 
 # --------------------------------------------------------------------------- the kinds
@@ -316,7 +311,7 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
             return Confirmation(CARD_ADDED, CardAddedFacts(**card, **_next_charge(change.customer)))
         every = result.payments
         failed = next((p for p in every if p.outcome != "paid"), None)
-        if failed is None and _recovered(change, every):
+        if failed is None and all(p.recovered for p in every):
             # The recovery case's thank-you says it, in the channel the customer came from.
             return None
         payment = failed or payment
@@ -349,13 +344,13 @@ class CardAdd(ChangeKind[CardAddParams, CardAddResult]):
         case = recovery.settled(
             customer=customer, invoice_id=invoice.id, outcome=RecoveryCase.Outcome.CARD_UPDATE
         )
+        paid = {"outcome": "paid", "recovered": case is not None}
         if result.payment.invoice != invoice.id:
             more = tuple(
-                p.model_copy(update={"outcome": "paid"}) if p.invoice == invoice.id else p
-                for p in result.more_payments
+                p.model_copy(update=paid) if p.invoice == invoice.id else p for p in result.more_payments
             )
             return result.model_copy(update={"more_payments": more}), None
-        payment = result.payment.model_copy(update={"outcome": "paid"})
+        payment = result.payment.model_copy(update=paid)
         if case is not None:
             # The recovery case's thank-you says it.
             return result.model_copy(update={"payment": payment}), None

@@ -86,7 +86,7 @@ def record_open(*, link: Link) -> None:
 
 def record_use(*, delivery_id: int, purpose: Purpose, change: BillingChange) -> None:
     """The action the link was for was taken (the change that takes it); once per link."""
-    case = RecoveryCase.objects.filter(deliveries__pk=delivery_id).first()
+    case = _case_of(delivery_id)
     try:
         with transaction.atomic():
             LinkEvent.objects.create(
@@ -99,5 +99,9 @@ def record_use(*, delivery_id: int, purpose: Purpose, change: BillingChange) -> 
 def still_owed(*, delivery_id: int) -> bool:
     """Whether the payment the link is about is still to be made (its case open), so that the link
     may act (again, if a card was declined)."""
-    case = RecoveryCase.objects.filter(deliveries__pk=delivery_id).first()
+    case = _case_of(delivery_id)
     return case is None or case.status == RecoveryCase.Status.OPEN
+
+
+def _case_of(delivery_id: int) -> RecoveryCase | None:
+    return RecoveryCase.objects.filter(deliveries__pk=delivery_id).first()

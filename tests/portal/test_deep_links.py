@@ -154,7 +154,8 @@ def test_a_crawler_following_every_link_of_every_message_changes_nothing(
     renewal.move(days=32 + 7.5)
     from billing.services import recovery
 
-    for _ in range(2):
+    # Two beat ticks on day 7: each sends a case's next step (day 3's reminder, then day 7's).
+    for _tick in range(2):
         with committed():
             recovery.send_due_steps(now=renewal.at(32 + 7.5), limit=10)
     texts = [m.body for m in mail.outbox] + [
