@@ -49,6 +49,7 @@ def access_of(*, customer: BillingCustomer, now: dt.datetime | None = None) -> A
                 paused_service=sub.status == Subscription.Status.PAUSED,
                 case_id=case.pk if case else None,
                 grace_ends_at=case.grace_ends_at if case else None,
+                extended_until=case.extended_until if case else None,
             )
         )
     return recovery.customer_access(subscriptions=facts, now=now)

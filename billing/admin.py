@@ -9,15 +9,23 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from billing import changes, recovery
+from billing import changes, extensions, recovery
+from billing.errors import Refused
 from billing.models import (
     BillingChange,
     BillingCustomer,
     Delivery,
+    Extension,
     Invoice,
     LinkEvent,
     PaymentAttempt,
@@ -29,6 +37,7 @@ from billing.models import (
     Subscription,
     Tier,
 )
+from billing.services import extensions as extension_service
 from billing.services.recovery import active_policy, policy_data
 from billing.state import subscription_state
 
@@ -153,10 +162,22 @@ class RecoveryPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = RecoveryPolicy
-        fields = ["steps", "grace_days", "end_action", "daily_cap", "retry_hold_hours", "link_days", "reason"]
+        fields = [
+            "steps",
+            "grace_days",
+            "end_action",
+            "daily_cap",
+            "retry_hold_hours",
+            "link_days",
+            "extensions",
+            "reason",
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if not data.get("extensions"):
+            # Left empty: the extension limits as they are now.
+            data["extensions"] = policy_data(policy=active_policy())["extensions"]
         fields = {name: data.get(name) for name in recovery.Policy.model_fields}
         try:
             recovery.spec(data=fields)
@@ -257,3 +278,88 @@ class RecoveryCaseAdmin(ReadOnlyAdmin):
     list_filter = ["status", "outcome", "family", "hard", "policy"]
     search_fields = ["invoice_stripe_id", "customer__email", "subscription_stripe_id"]
     inlines = [AttemptRows, DeliveryRows, LinkRows]
+
+
+# --------------------------------------------------------------------------- extensions
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve: the customer pays on the date they asked for"), ("deny", "Deny")],
+        widget=forms.RadioSelect,
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why (kept with the decision; the customer is told the decision, not this text).",
+    )
+
+
+@admin.register(Extension)
+class ExtensionAdmin(ReadOnlyAdmin):
+    """Requests for more time to pay.  The queue is the "waiting for review" filter, oldest first;
+    staff decide each with a reason, and the row keeps who decided, when and why."""
+
+    list_display = [
+        "id",
+        "customer",
+        "status",
+        "kind",
+        "amount",
+        "currency",
+        "due_at",
+        "until",
+        "review",
+        "requested_at",
+        "decided_by",
+        "decide_link",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["customer__email", "invoice_stripe_id", "subscription_stripe_id"]
+    ordering = ["requested_at"]
+
+    @admin.display(description="decide")
+    def decide_link(self, obj: Extension) -> str:
+        if obj.status != Extension.Status.REQUESTED:
+            return ""
+        return format_html(
+            '<a href="{}">Decide</a>', reverse("admin:billing_extension_decide", args=[obj.pk])
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<int:extension_id>/decide/",
+                self.admin_site.admin_view(self.decide_view),
+                name="billing_extension_decide",
+            )
+        ]
+        return own + super().get_urls()
+
+    def decide_view(self, request: HttpRequest, extension_id: int) -> HttpResponse:
+        if not request.user.has_perm("billing.change_extension"):
+            raise PermissionDenied
+        extension = get_object_or_404(Extension.objects.select_related("customer", "case"), pk=extension_id)
+        form = DecisionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            assert isinstance(request.user, AbstractBaseUser)
+            try:
+                decided = extension_service.decide(
+                    extension_id=extension.pk,
+                    approve=form.cleaned_data["decision"] == "approve",
+                    reason=form.cleaned_data["reason"],
+                    decided_by=request.user,
+                )
+            except Refused as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Extension {decided.pk}: {decided.get_status_display()}.")
+                return redirect("admin:billing_extension_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Decide: more time for {extension.customer}",
+            "extension": extension,
+            "form": form,
+            "opts": self.model._meta,
+            "reviews": [extensions.REVIEW_TEXTS[extensions.Review(r)] for r in extension.review],
+        }
+        return TemplateResponse(request, "admin/billing/extension/decide.html", context)

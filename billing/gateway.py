@@ -750,6 +750,32 @@ def subscription_resume(*, subscription_id: str, idempotency_key: str) -> Subscr
     )
 
 
+def subscription_defer_collection(*, subscription_id: str, until: int, idempotency_key: str) -> Subscription:
+    """Move the next renewal's charge to `until` (a payment extension): the renewal still happens
+    on its date, its invoice is kept as a draft and charged by us then (`pause_collection` with
+    `keep_as_draft`; collection resumes by itself at `until`)."""
+    params: stripe.params.SubscriptionUpdateParams = {
+        "pause_collection": {"behavior": "keep_as_draft", "resumes_at": until}
+    }
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
+def subscription_collect_again(*, subscription_id: str, idempotency_key: str) -> Subscription:
+    """Stripe collects the subscription's invoices again (an extension that ended early)."""
+    params: stripe.params.SubscriptionUpdateParams = {"pause_collection": ""}
+    return Subscription.of(
+        _write(
+            lambda o: client().v1.subscriptions.update(subscription_id, params=params, options=o),
+            idempotency_key,
+        )
+    )
+
+
 def pending_credit(*, customer_id: str, subscription_id: str) -> int:
     """What the subscription's pending invoice items take off its next invoice (positive)."""
     params: stripe.params.InvoiceItemListParams = {"customer": customer_id, "pending": True, "limit": 100}
@@ -790,6 +816,18 @@ def invoice_pay(*, invoice_id: str, payment_method_id: str, idempotency_key: str
     params: stripe.params.InvoicePayParams = {"payment_method": payment_method_id, "off_session": True}
     return Invoice.of(
         _write(lambda o: client().v1.invoices.pay(invoice_id, params=params, options=o), idempotency_key)
+    )
+
+
+def invoice_finalize(*, invoice_id: str, idempotency_key: str) -> Invoice:
+    """Finalize a draft without Stripe charging it by itself: we pay it right after, on a card we
+    choose (the renewal an extension kept as a draft)."""
+    params: stripe.params.InvoiceFinalizeInvoiceParams = {"auto_advance": False}
+    return Invoice.of(
+        _write(
+            lambda o: client().v1.invoices.finalize_invoice(invoice_id, params=params, options=o),
+            idempotency_key,
+        )
     )
 
 

@@ -23,6 +23,7 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from billing import declines
 
@@ -32,20 +33,29 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class Purpose(enum.StrEnum):
-    """What a link may do: one of billing.declines.Action's actions."""
+    """What a link may do: one of billing.declines.Action's actions, or ask for more time to pay
+    (billing.extensions)."""
 
     UPDATE_CARD = "update_card"
     PAY_NOW = "pay_now"
     APPROVE = "approve"
+    EXTEND = "extend"
 
 
 # One letter each, to keep the link short; never reuse a letter for another purpose.
-_LETTERS: dict[Purpose, str] = {Purpose.UPDATE_CARD: "u", Purpose.PAY_NOW: "p", Purpose.APPROVE: "a"}
+_LETTERS: dict[Purpose, str] = {
+    Purpose.UPDATE_CARD: "u",
+    Purpose.PAY_NOW: "p",
+    Purpose.APPROVE: "a",
+    Purpose.EXTEND: "x",
+}
 _PURPOSES = {letter: purpose for purpose, letter in _LETTERS.items()}
 
 
 def label(*, purpose: Purpose) -> Promise:
     """The button that carries a link says what it does, in the playbook's words."""
+    if purpose == Purpose.EXTEND:
+        return _("Ask for more time")
     return declines.button_for(action=declines.Action(purpose))
 
 

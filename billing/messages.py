@@ -130,9 +130,15 @@ def _action_url(message: Message, facts: Facts, link: tuple[int, int] | None) ->
     return message.action_url(facts)
 
 
+def _extend_url(link: tuple[int, int]) -> str:
+    delivery_id, customer_id = link
+    return links.url_for(delivery_id=delivery_id, purpose=links.Purpose.EXTEND, customer_id=customer_id)
+
+
 # Made only if a template shows them.  In-app lines do not, and the dashboard lists several.
 _lazy_action_url = lazy(_action_url, str)
 _lazy_portal_url = lazy(_portal_url, str)
+_lazy_extend_url = lazy(_extend_url, str)
 
 
 def _context(
@@ -146,6 +152,8 @@ def _context(
         "action_label": links.label(purpose=_purpose(facts)) if message.link else message.action_label,
         "portal_url": _lazy_portal_url(),
         "message": message,
+        # A failed payment's messages offer more time to pay, by a link of its own purpose.
+        "extend_url": _lazy_extend_url(link) if message.link and link is not None else "",
     }
 
 

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from billing.extensions import DEFAULT as EXTENSION_DEFAULTS
+from billing.extensions import Rules as ExtensionRules
 from billing.policy import Channel
 
 DAY = dt.timedelta(days=1)
@@ -67,6 +69,7 @@ class Policy(BaseModel):
     daily_cap: Annotated[int, Field(ge=1, le=5)]
     retry_hold_hours: Annotated[int, Field(ge=0, le=72)]
     link_days: Annotated[int, Field(ge=1, le=30)]
+    extensions: ExtensionRules = EXTENSION_DEFAULTS
 
     @model_validator(mode="after")
     def _coherent(self) -> Policy:
@@ -177,6 +180,8 @@ class SubscriptionFacts:
     # The open recovery case on it, if any: when its grace ends.
     case_id: int | None = None
     grace_ends_at: dt.datetime | None = None
+    # The customer was given until then to pay the case's invoice (billing.extensions).
+    extended_until: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +191,9 @@ class Access:
     until: dt.datetime | None = None
     case_id: int | None = None
     subscription: str = ""
+    # Full access while the customer has more time to pay: the agreed date (the state
+    # "extended until").
+    extended_until: dt.datetime | None = None
 
     @property
     def name(self) -> str:
@@ -196,6 +204,10 @@ def subscription_access(*, facts: SubscriptionFacts, now: dt.datetime) -> Access
     sub = facts.stripe_id
     if facts.phase == "ended":
         return Access(Level.NONE, subscription=sub)
+    if facts.case_id is not None and facts.extended_until is not None:
+        return Access(
+            Level.FULL, case_id=facts.case_id, subscription=sub, extended_until=facts.extended_until
+        )
     if facts.case_id is not None and facts.grace_ends_at is not None:
         if now < facts.grace_ends_at:
             return Access(Level.GRACE, until=facts.grace_ends_at, case_id=facts.case_id, subscription=sub)

@@ -699,6 +699,8 @@ class Notices:
     currency: str
     grace_ends_at: Any
     unread: int
+    # The date the customer was given to pay (an extension runs): the banner says it instead.
+    extended_until: Any = None
 
     @property
     def grace_over(self) -> bool:
@@ -730,9 +732,12 @@ def notices(*, customer_id: int) -> Notices:
             case_amount=Subquery(open_case.values("amount")[:1]),
             case_currency=Subquery(open_case.values("currency")[:1]),
             case_grace=Subquery(open_case.values("grace_ends_at")[:1]),
+            case_extended=Subquery(open_case.values("extended_until")[:1]),
             unread=Coalesce(Subquery(unread), 0),
         )
-        .values("case_id", "case_invoice", "case_amount", "case_currency", "case_grace", "unread")
+        .values(
+            "case_id", "case_invoice", "case_amount", "case_currency", "case_grace", "case_extended", "unread"
+        )
         .first()
     )
     if row is None:
@@ -744,6 +749,7 @@ def notices(*, customer_id: int) -> Notices:
         currency=row["case_currency"] or "",
         grace_ends_at=row["case_grace"],
         unread=row["unread"],
+        extended_until=row["case_extended"],
     )
 
 

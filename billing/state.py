@@ -42,6 +42,8 @@ class NextCharge:
     amount: int
     currency: str
     at: dt.datetime
+    # Moved to a later date at the customer's request (a payment extension before the renewal).
+    moved: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,12 @@ def _renewal_unit_amount(sub: Subscription) -> int:
 def subscription_state(*, subscription: Subscription, now: dt.datetime) -> SubscriptionState:
     sub = subscription
     status = Status(sub.status)
-    collection_paused = bool(sub.pause_behavior) and status in (Status.ACTIVE, Status.TRIALING)
+    # `keep_as_draft` is how an extension moves a renewal's charge (billing.services.extensions):
+    # the subscription goes on, only that payment comes later.
+    moved_to = sub.pause_resumes_at if sub.pause_behavior == "keep_as_draft" else None
+    collection_paused = (
+        bool(sub.pause_behavior) and moved_to is None and status in (Status.ACTIVE, Status.TRIALING)
+    )
     paused = status == Status.PAUSED or collection_paused
     past_due = status in (Status.PAST_DUE, Status.UNPAID)
     on_trial = status == Status.TRIALING and sub.trial_end is not None and sub.trial_end > now
@@ -118,7 +125,10 @@ def subscription_state(*, subscription: Subscription, now: dt.datetime) -> Subsc
     next_charge = None
     if phase in (Phase.ACTIVE, Phase.TRIAL) and sub.current_period_end is not None:
         next_charge = NextCharge(
-            amount=_renewal_unit_amount(sub) * sub.quantity, currency=sub.currency, at=sub.current_period_end
+            amount=_renewal_unit_amount(sub) * sub.quantity,
+            currency=sub.currency,
+            at=moved_to or sub.current_period_end,
+            moved=moved_to is not None,
         )
     return SubscriptionState(
         phase=phase,

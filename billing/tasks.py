@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing import changes, channels, handlers, outbox, sync
 from billing.errors import OUTAGE_CODES, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
-from billing.services import pauses, recovery
+from billing.services import extensions, pauses, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,16 @@ def recovery_due() -> int:
     if max(sent, ended) >= SWEEP_BATCH and not _eager():
         transaction.on_commit(lambda: recovery_due.delay())
     return sent + ended
+
+
+@shared_task
+def extensions_due() -> int:
+    """Payment extensions whose agreed date has come: each charged once (default card, then the
+    backup), paced under the Stripe write rate; a full batch queues the next run at once."""
+    charged = extensions.charge_due(now=timezone.now(), limit=SWEEP_BATCH)
+    if charged >= SWEEP_BATCH and not _eager():
+        transaction.on_commit(lambda: extensions_due.delay())
+    return charged
 
 
 # --------------------------------------------------------------------------- events

@@ -193,3 +193,24 @@ class InvoicePayForm(CardActionForm):
 class PauseForm(CardActionForm):
     # Checked against the policy's lengths by the rules (billing/pauses.py), which say why not.
     months = forms.IntegerField(min_value=1, max_value=24)
+
+
+class ExtensionForm(forms.Form):
+    """More time to pay: the date the customer can pay (the page's calendar is limited to what the
+    policy allows; the service checks again) and, if they like, why."""
+
+    until = forms.DateField(
+        label=_("The date you can pay"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        input_formats=["%Y-%m-%d"],
+        error_messages={
+            "required": _("Please pick the date you can pay."),
+            "invalid": _("Please pick a date from the calendar."),
+        },
+    )
+    reason = forms.CharField(
+        label=_("Anything you'd like us to know (optional)"),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

@@ -278,6 +278,7 @@ CELERY_BEAT_SCHEDULE = {
     "send-pending-deliveries": {"task": "billing.tasks.send_pending_deliveries", "schedule": 60.0},
     "resume-paused-subscriptions": {"task": "billing.tasks.resume_paused_subscriptions", "schedule": 60.0},
     "recovery-due": {"task": "billing.tasks.recovery_due", "schedule": 60.0},
+    "extensions-due": {"task": "billing.tasks.extensions_due", "schedule": 60.0},
     "reconcile-all-customers": {
         "task": "billing.tasks.reconcile_all_customers",
         "schedule": crontab(hour=3, minute=17),

@@ -52,7 +52,7 @@ def _dashboard(email: str) -> str:
 # What `make demo` sets (BILLING_POLICY in the Makefile): no quiet hours, so the seed's messages
 # go at once whatever the hour.
 DEMO_POLICY = {"quiet_hours": {"start_hour": 0, "end_hour": 0}}
-DEEP_LINK = re.compile(r"https?://[^\s\"'<>]+(/l/[0-9a-z]+-[A-Za-z0-9_-]{22}/)")
+DEEP_LINK = re.compile(r"https?://[^\s\"'<>]+(/l/[0-9a-z]+[upa]-[A-Za-z0-9_-]{22}/)")
 
 
 @pytest.fixture(autouse=True)

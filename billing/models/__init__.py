@@ -8,6 +8,7 @@ Money is integer minor units with an ISO currency; datetimes are aware and store
 from billing.models.catalog import Interval, Price, Tier
 from billing.models.changes import BillingChange
 from billing.models.customers import BillingCustomer, Language
+from billing.models.extensions import Extension
 from billing.models.feedback import CancellationFeedback
 from billing.models.inbox import StripeEvent
 from billing.models.mirror import Invoice, PaymentMethod, Subscription
@@ -19,6 +20,7 @@ __all__ = [
     "BillingCustomer",
     "CancellationFeedback",
     "Delivery",
+    "Extension",
     "Interval",
     "Invoice",
     "Language",

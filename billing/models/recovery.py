@@ -7,6 +7,7 @@ which messages went out and which were clicked, and how it ended.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +18,12 @@ from django.utils.translation import gettext_lazy as _
 from billing.models.changes import BillingChange
 from billing.models.customers import BillingCustomer
 from billing.models.outbox import Delivery
+
+
+def _default_extensions() -> dict[str, Any]:
+    from billing.extensions import DEFAULT
+
+    return DEFAULT.model_dump(mode="json")
 
 
 class RecoveryPolicy(models.Model):
@@ -40,6 +47,8 @@ class RecoveryPolicy(models.Model):
     retry_hold_hours = models.PositiveSmallIntegerField(default=12)
     # How long the links in a message work.
     link_days = models.PositiveSmallIntegerField(default=14)
+    # More time to pay: the limits and what is approved at once (billing.extensions.Rules).
+    extensions: models.JSONField[dict[str, Any]] = models.JSONField(default=_default_extensions, blank=True)
     reason = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -71,6 +80,8 @@ class RecoveryCase(models.Model):
         # Voided, marked uncollectible, or its subscription canceled.
         WRITTEN_OFF = "written_off", _("written off")
         CANCELED = "canceled", _("canceled at the end of the recovery")
+        # Paid on the date the customer was given to pay (billing.services.extensions).
+        EXTENSION = "extension", _("recovered on the agreed date")
 
     customer = models.ForeignKey(BillingCustomer, on_delete=models.CASCADE, related_name="recovery_cases")
     # One case per invoice, however many events and attempts tell of it.
@@ -103,6 +114,12 @@ class RecoveryCase(models.Model):
     # the card reached the networks' limits.  Collection resumes when a new card arrives.
     retries_stopped_at = models.DateTimeField(null=True, blank=True)
     retries_stopped_reason = models.CharField(max_length=40, blank=True)
+    # While the customer has more time to pay (billing.services.extensions): until when (the
+    # agreed charge), and since when the case's reminders and end wait.  `held_for` is all the
+    # time it waited, so the steps still to come keep their distance from one another.
+    extended_until = models.DateTimeField(null=True, blank=True)
+    held_since = models.DateTimeField(null=True, blank=True)
+    held_for = models.DurationField(default=dt.timedelta)
 
     class Meta:
         ordering = ["-opened_at"]

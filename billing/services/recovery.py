@@ -33,6 +33,7 @@ from billing.models import (
     BillingChange,
     BillingCustomer,
     Delivery,
+    Extension,
     Invoice,
     LinkEvent,
     PaymentAttempt,
@@ -398,7 +399,9 @@ def _advance(*, case: RecoveryCase, now: dt.datetime) -> None:
         )
     case.next_step += 1
     following = policy.steps[case.next_step] if case.next_step < len(policy.steps) else None
-    case.next_step_at = recovery.step_due(opened_at=case.opened_at, step=following) if following else None
+    # Time the case waited for an extension's date moves every step still to come.
+    start = case.opened_at + case.held_for
+    case.next_step_at = recovery.step_due(opened_at=start, step=following) if following else None
     case.save(update_fields=["next_step", "next_step_at"])
 
 
@@ -424,7 +427,7 @@ def _each_case(*, due: Q, order: str, limit: int, act: Callable[[RecoveryCase], 
 
 def send_due_steps(*, now: dt.datetime, limit: int) -> int:
     """The steps whose time has come."""
-    due = Q(status=Status.OPEN, next_step_at__lte=now)
+    due = Q(status=Status.OPEN, next_step_at__lte=now, held_since__isnull=True)
     return _each_case(
         due=due,
         order="next_step_at",
@@ -473,9 +476,7 @@ def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | No
     case.status = Status.RECOVERED
     case.outcome = outcome or _paying_change(case) or Outcome.RETRY
     case.closed_at = timezone.now()
-    case.next_step_at = None
-    case.save(update_fields=["status", "outcome", "closed_at", "next_step_at"])
-    _drop_unsent(case)
+    _closed(case)
     invoice = Invoice.objects.filter(stripe_id=invoice_id).first()
     outbox.enqueue(
         customer=customer,
@@ -494,6 +495,21 @@ def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | No
     )
     logger.info("recovery case %s recovered (%s)", case.pk, case.outcome)
     return case
+
+
+def _closed(case: RecoveryCase) -> None:
+    """A closed case sends nothing more, and an extension that was running on it is over."""
+    case.next_step_at = None
+    case.extended_until = None
+    case.held_since = None
+    case.save(
+        update_fields=["status", "outcome", "closed_at", "next_step_at", "extended_until", "held_since"]
+    )
+    _drop_unsent(case)
+    Extension.objects.filter(case=case, status__in=Extension.RUNNING).update(
+        status=Extension.Status.PAID if case.outcome == Outcome.EXTENSION else Extension.Status.CLOSED,
+        closed_at=case.closed_at,
+    )
 
 
 def last_used_channel(*, case: RecoveryCase) -> Channel:
@@ -528,9 +544,7 @@ def _lost(case: RecoveryCase, outcome: Outcome) -> None:
     case.status = Status.LOST
     case.outcome = outcome
     case.closed_at = timezone.now()
-    case.next_step_at = None
-    case.save(update_fields=["status", "outcome", "closed_at", "next_step_at"])
-    _drop_unsent(case)
+    _closed(case)
     logger.info("recovery case %s lost (%s)", case.pk, outcome)
 
 
@@ -562,12 +576,14 @@ def record_payment(
     change: BillingChange,
     outcome: str,
     decline_code: str = "",
+    slot: int = 0,
 ) -> None:
     """One of our own payments on a case's invoice, for the case and the card's count (Stripe's
-    attempts come with its events; this one is known before they are)."""
+    attempts come with its events; this one is known before they are).  `slot` numbers the cards
+    one change tries in turn."""
     case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=invoice_id).first()
     PaymentAttempt.objects.get_or_create(
-        stripe_id=f"change:{change.pk}:{invoice_id}",
+        stripe_id=f"change:{change.pk}:{invoice_id}" + (f":{slot}" if slot else ""),
         defaults={
             "case": case,
             "customer": customer,
@@ -666,7 +682,7 @@ END = changes.KINDS[RecoveryEnd.name]
 def end_due(*, now: dt.datetime, limit: int) -> int:
     """Cases whose grace is over: the policy's end action, once each.  Restricting needs nothing
     but the date (access is computed from it); canceling is a change."""
-    due = Q(status=Status.OPEN, ended_at__isnull=True, grace_ends_at__lte=now)
+    due = Q(status=Status.OPEN, ended_at__isnull=True, grace_ends_at__lte=now, held_since__isnull=True)
     return _each_case(
         due=due, order="grace_ends_at", limit=limit, act=lambda case: _end(case=case, now=now), what="its end"
     )

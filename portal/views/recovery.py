@@ -70,6 +70,8 @@ def _link_page(request: HttpRequest, token: str, found: links.Link | links.Probl
     links.record_open(link=found)
     if not request.user.is_authenticated:
         customers.open_grant(request, link=found)
+    if found.purpose == Purpose.EXTEND or request.POST.get("next") == "extend":
+        return redirect("portal:extend")
     if found.purpose == Purpose.UPDATE_CARD:
         return redirect("portal:card_add")
     if request.POST.get("next") == "card":

@@ -17,7 +17,9 @@ from billing.models import BillingCustomer, Delivery, Price, RecoveryCase, Subsc
 from tests.portal_support import make_customer, stripe_client
 
 DAY = 24 * 3600
-LINK = re.compile(r"https?://[^\s\"'<>]+/l/[0-9a-z]+-[A-Za-z0-9_-]{22}/")
+# A message's action link (update card, pay, approve); the "ask for more time" link is apart.
+LINK = re.compile(r"https?://[^\s\"'<>]+/l/[0-9a-z]+[upa]-[A-Za-z0-9_-]{22}/")
+EXTEND_LINK = re.compile(r"https?://[^\s\"'<>]+/l/[0-9a-z]+x-[A-Za-z0-9_-]{22}/")
 
 
 def set_decline(*, payment_method: str, code: str | None) -> None:
@@ -93,6 +95,10 @@ def recovery_deliveries(customer: BillingCustomer, **filters: Any) -> list[Deliv
 
 def links_in(text: str) -> list[str]:
     return LINK.findall(text)
+
+
+def extend_links_in(text: str) -> list[str]:
+    return EXTEND_LINK.findall(text)
 
 
 def emails_to(address: str) -> list[Any]:

@@ -131,6 +131,7 @@ def _tick(stop: threading.Event, every: float) -> None:
         tasks.send_pending_deliveries,
         tasks.resume_paused_subscriptions,
         tasks.recovery_due,
+        tasks.extensions_due,
     )
     while not stop.wait(every):
         for job in jobs:
