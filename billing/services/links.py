@@ -57,7 +57,13 @@ def check(*, token: str, now: dt.datetime | None = None) -> Link | Problem:
     if delivery is None or not links.signed_for(token=parsed, customer_id=delivery.customer_id):
         return Problem.INVALID
     message = MESSAGES.get(delivery.message)
-    if message is None or not message.link or delivery.context.get("action") != parsed.purpose:
+    # A failed payment's message carries its action's link, and one to ask for more time.
+    extends = parsed.purpose == Purpose.EXTEND and delivery.case_id is not None
+    if (
+        message is None
+        or not message.link
+        or (delivery.context.get("action") != parsed.purpose and not extends)
+    ):
         return Problem.INVALID
     case = delivery.case
     days = case.policy.link_days if case is not None else DEFAULT_DAYS
