@@ -660,6 +660,17 @@ class FixPage:
     card: PaymentMethod | None
     # The card on file may be charged again (the networks' rules allow it).
     card_chargeable: bool
+    # The backup card: the one a charge is planned on (at the case's `backup_due_at`), or the
+    # one that paid (outcome backup_card).
+    backup_card: PaymentMethod | None = None
+
+    @property
+    def backup_planned(self) -> bool:
+        return self.backup_card is not None and self.case.status == RecoveryCase.Status.OPEN
+
+    @property
+    def paid_by_backup(self) -> bool:
+        return self.case.outcome == RecoveryCase.Outcome.BACKUP_CARD
 
     # What the messages say of the end (billing/messages/_recovery_end.txt), said the same here.
     @property
@@ -679,12 +690,19 @@ def fix_page(*, customer: BillingCustomer, case_id: int) -> FixPage | None:
     playbook = declines.playbook_for_decline(decline=decline)
     card = default_card(customer=customer)
     chargeable = card is not None and not (card.stripe_id == case.payment_method_id and case.hard)
+    planned = case.status == RecoveryCase.Status.OPEN and case.backup_due_at and not case.backup_tried_at
+    shown = planned or case.outcome == RecoveryCase.Outcome.BACKUP_CARD
     return FixPage(
         case=case,
         playbook=playbook,
         invoice=Invoice.objects.filter(customer=customer, stripe_id=case.invoice_stripe_id).first(),
         card=card,
         card_chargeable=chargeable,
+        backup_card=PaymentMethod.objects.filter(
+            customer=customer, stripe_id=case.backup_payment_method_id
+        ).first()
+        if shown and case.backup_payment_method_id
+        else None,
     )
 
 

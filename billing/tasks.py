@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing import changes, channels, handlers, outbox, sync
 from billing.errors import OUTAGE_CODES, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
-from billing.services import extensions, pauses, recovery
+from billing.services import backup, extensions, pauses, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +99,15 @@ def resume_paused_subscriptions() -> int:
 
 @shared_task
 def recovery_due() -> int:
-    """Recovery steps whose day has come, and cases whose grace is over (each once, however often
-    this runs); a full batch queues the next run at once."""
+    """Recovery steps whose day has come, cases whose grace is over, and backup cards due to be
+    charged (each once, however often this runs); a full batch queues the next run at once."""
     now = timezone.now()
     sent = recovery.send_due_steps(now=now, limit=SWEEP_BATCH)
     ended = recovery.end_due(now=now, limit=SWEEP_BATCH)
-    if max(sent, ended) >= SWEEP_BATCH and not _eager():
+    backed = backup.backup_due(now=now, limit=SWEEP_BATCH)
+    if max(sent, ended, backed) >= SWEEP_BATCH and not _eager():
         transaction.on_commit(lambda: recovery_due.delay())
-    return sent + ended
+    return sent + ended + backed
 
 
 @shared_task

@@ -77,6 +77,8 @@ class RecoveryCase(models.Model):
         RETRY = "retry", _("recovered by Stripe's retry")
         CARD_UPDATE = "card_update", _("recovered by a card update")
         PAY_NOW = "pay_now", _("recovered by paying now")
+        # Paid by the customer's backup card (charged with their consent after the default failed).
+        BACKUP_CARD = "backup_card", _("recovered by the backup card")
         # Voided, marked uncollectible, or its subscription canceled.
         WRITTEN_OFF = "written_off", _("written off")
         CANCELED = "canceled", _("canceled at the end of the recovery")
@@ -120,12 +122,19 @@ class RecoveryCase(models.Model):
     extended_until = models.DateTimeField(null=True, blank=True)
     held_since = models.DateTimeField(null=True, blank=True)
     held_for = models.DurationField(default=dt.timedelta)
+    # The customer's backup card (a Stripe id), charged once for this invoice at `backup_due_at`
+    # if they agreed to it (billing.backup); `backup_tried_at` is set when it was charged, so it
+    # never is twice.
+    backup_payment_method_id = models.CharField(max_length=255, blank=True)
+    backup_due_at = models.DateTimeField(null=True, blank=True)
+    backup_tried_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at"]
         indexes = [
             models.Index(fields=["status", "next_step_at"]),
             models.Index(fields=["customer", "status"]),
+            models.Index(fields=["status", "backup_due_at"]),
         ]
 
     def __str__(self) -> str:

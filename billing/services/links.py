@@ -70,7 +70,7 @@ def check(*, token: str, now: dt.datetime | None = None) -> Link | Problem:
     expires_at = (delivery.sent_at or delivery.created_at) + dt.timedelta(days=days)
     if now >= expires_at:
         return Problem.EXPIRED
-    if case is not None and case.status != RecoveryCase.Status.OPEN:
+    if case is not None and not _acts(case, parsed.purpose):
         return Problem.DONE
     return Link(
         delivery_id=delivery.pk,
@@ -104,9 +104,21 @@ def record_use(*, delivery_id: int, purpose: Purpose, change: BillingChange) -> 
 
 def still_owed(*, delivery_id: int) -> bool:
     """Whether the payment the link is about is still to be made (its case open), so that the link
-    may act (again, if a card was declined)."""
+    may act (again, if a card was declined); or, paid by the backup card, whether the default
+    card that failed is still to be replaced."""
     case = _case_of(delivery_id)
-    return case is None or case.status == RecoveryCase.Status.OPEN
+    if case is None:
+        return True
+    purpose = Delivery.objects.filter(pk=delivery_id).values_list("context__action", flat=True).first()
+    return _acts(case, str(purpose or ""))
+
+
+def _acts(case: RecoveryCase, purpose: str) -> bool:
+    """A case's links act while it is open; the backup card's message asks for a new default
+    card after the case closed, and its link does that until it expires."""
+    if case.status == RecoveryCase.Status.OPEN:
+        return True
+    return case.outcome == RecoveryCase.Outcome.BACKUP_CARD and purpose == Purpose.UPDATE_CARD
 
 
 def _case_of(delivery_id: int) -> RecoveryCase | None:

@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing import changes, declines, gateway, messages, outbox, recovery, sync
+from billing import backup, changes, declines, gateway, messages, outbox, recovery, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
 from billing.links import Purpose
 from billing.messages import Facts
@@ -37,6 +37,7 @@ from billing.models import (
     Invoice,
     LinkEvent,
     PaymentAttempt,
+    PaymentMethod,
     RecoveryCase,
     RecoveryPolicy,
 )
@@ -111,6 +112,29 @@ PAYMENT_RECOVERED = messages.declare(
     facts=RecoveredFacts,
     # Closing the loop is news the moment it happens, whatever the hour: they just paid.
     prompted=True,
+)
+
+
+class BackupPaidFacts(RecoveredFacts):
+    # The backup card that paid, and the default card that had failed (to be replaced).
+    brand: str
+    last4: str
+    failed_brand: str = ""
+    failed_last4: str = ""
+    action: Purpose = Purpose.UPDATE_CARD
+
+
+# Instead of the thank-you when the backup card paid: which card paid, and a link to fix the
+# default one, which the next renewal would charge again.  Not prompted: the customer did nothing,
+# so it waits out quiet hours (the money is taken either way).
+BACKUP_CARD_PAID = messages.declare(
+    "backup_card_paid",
+    category=Category.CONFIRMATION,
+    channels=ALL_CHANNELS,
+    facts=BackupPaidFacts,
+    action="portal:card_add",
+    prompted=False,
+    link=True,
 )
 
 
@@ -228,6 +252,16 @@ def payment_failed(
             next_step_at=now,
         )
     _record_attempts(customer=customer, case=case, found=found)
+    # Our charge of the backup card failed: the case goes on about the default card (its decline,
+    # its retries); the backup's attempt is recorded and counts against that card alone.
+    on_backup = (
+        not opened
+        and case.backup_tried_at is not None
+        and bool(found.payment_method_id)
+        and found.payment_method_id == case.backup_payment_method_id
+    )
+    if on_backup:
+        return case
     if not opened:
         codes = list(case.decline_codes)
         if code and (not codes or codes[-1] != code):
@@ -240,10 +274,65 @@ def payment_failed(
     refusal = _guardrail(case=case, decline=decline)
     if refusal and case.retries_stopped_at is None and raw.get("auto_advance"):
         _stop_retries(case=case, reason=refusal)
+    _plan_backup(case=case, customer=customer, found=found, failed=failed)
     if opened:
         logger.info("recovery case %s opened for %s (%s)", case.pk, invoice_id, code or "no code")
         _advance(case=case, now=now)
     return case
+
+
+def _plan_backup(
+    *,
+    case: RecoveryCase,
+    customer: BillingCustomer,
+    found: gateway.InvoiceAttempts,
+    failed: list[gateway.ChargeAttempt],
+) -> None:
+    """The next attempt goes to the customer's backup card, if they agreed to it (billing.backup):
+    just before Stripe's next retry of the default card, or soon if none is coming."""
+    if case.backup_due_at is not None or case.backup_tried_at is not None:
+        return
+    refusal = backup_refusal(case=case, customer=customer, failed_cards={c.payment_method_id for c in failed})
+    if refusal is not None:
+        return
+    latest = failed[-1].created if failed else 0
+    failed_at = max(timezone.now(), dt.datetime.fromtimestamp(latest, tz=dt.UTC))
+    next_retry = found.invoice.raw.get("next_payment_attempt")
+    case.backup_payment_method_id = customer.backup_payment_method_id
+    case.backup_due_at = backup.backup_due(
+        failed_at=failed_at,
+        next_retry_at=(
+            dt.datetime.fromtimestamp(int(next_retry), tz=dt.UTC)
+            if next_retry and case.retries_stopped_at is None
+            else None
+        ),
+    )
+    case.save(update_fields=["backup_payment_method_id", "backup_due_at"])
+    logger.info("recovery case %s: the backup card is charged at %s", case.pk, case.backup_due_at)
+
+
+def backup_refusal(
+    *, case: RecoveryCase, customer: BillingCustomer, failed_cards: set[str] | None = None
+) -> backup.Refusal | None:
+    """Why the customer's backup card may not pay the case's invoice now (billing.backup's rule,
+    with the facts read here): no consent, the card gone, the card that failed, or a card the
+    networks forbid charging again."""
+    card_id = customer.backup_payment_method_id
+    failed = set(failed_cards or ())
+    failed.update(
+        PaymentAttempt.objects.filter(case=case, succeeded=False).values_list("payment_method_id", flat=True)
+    )
+    failed.add(case.payment_method_id)
+    return backup.backup_refusal(
+        backup_card_id=card_id,
+        consent_at=customer.backup_consent_at,
+        card_on_file=bool(card_id)
+        and PaymentMethod.objects.filter(customer=customer, stripe_id=card_id).exists(),
+        failed_card_ids=frozenset(c for c in failed if c),
+        networks_refuse=bool(card_id) and card_refusal(payment_method_id=card_id),
+        tried_at=case.backup_tried_at,
+        case_open=case.status == Status.OPEN,
+    )
 
 
 def _record_attempts(
@@ -353,7 +442,7 @@ def _recent_sends(*, customer_id: int, now: dt.datetime) -> list[dt.datetime]:
             Delivery.objects.filter(
                 customer_id=customer_id, case__isnull=False, created_at__gt=now - recovery.CAP_WINDOW
             )
-            .exclude(message=PAYMENT_RECOVERED.name)
+            .exclude(message__in=(PAYMENT_RECOVERED.name, BACKUP_CARD_PAID.name))
             .values_list("created_at", flat=True)
         )
     )
@@ -461,10 +550,17 @@ def _paying_change(case: RecoveryCase) -> Outcome | None:
     return None
 
 
-def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | None) -> RecoveryCase | None:
+def settled(
+    *,
+    customer: BillingCustomer,
+    invoice_id: str,
+    outcome: Outcome | None,
+    change: BillingChange | None = None,
+) -> RecoveryCase | None:
     """The case's invoice is paid: the case closes (once), reminders not yet sent never go, and
     the customer gets one thank-you.  `outcome` is the customer's payment that paid it, or None
-    to find out (Stripe's retry unless one of their payments did)."""
+    to find out (Stripe's retry unless one of their payments did, or the backup card); `change`
+    the change that paid it, if the message is to name it."""
     case = (
         RecoveryCase.objects.select_for_update(of=("self",))
         .select_related("policy")
@@ -474,24 +570,33 @@ def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | No
     if case is None or case.status == Status.RECOVERED:
         return case
     case.status = Status.RECOVERED
-    case.outcome = outcome or _paying_change(case) or Outcome.RETRY
+    case.outcome = outcome or _paying_change(case) or _paid_by_backup(case) or Outcome.RETRY
     case.closed_at = timezone.now()
     _closed(case)
     invoice = Invoice.objects.filter(stripe_id=invoice_id).first()
+    recovered = RecoveredFacts(
+        case_id=case.pk,
+        invoice=invoice_id,
+        number=invoice.number if invoice else "",
+        amount=case.amount,
+        currency=case.currency,
+    )
+    # One message either way, under one key: the thank-you, or which card paid when it was the
+    # backup (and that the default card wants replacing).
+    message, facts = (
+        (BACKUP_CARD_PAID, _backup_paid_facts(case, recovered))
+        if case.outcome == Outcome.BACKUP_CARD
+        else (PAYMENT_RECOVERED, recovered)
+    )
     outbox.enqueue(
         customer=customer,
-        message=PAYMENT_RECOVERED,
+        message=message,
         about=f"invoice:{invoice_id}",
         step="recovered",
-        facts=RecoveredFacts(
-            case_id=case.pk,
-            invoice=invoice_id,
-            number=invoice.number if invoice else "",
-            amount=case.amount,
-            currency=case.currency,
-        ),
+        facts=facts,
         via=(last_used_channel(case=case), Channel.IN_APP),
         case=case,
+        change=change,
     )
     logger.info("recovery case %s recovered (%s)", case.pk, case.outcome)
     return case
@@ -500,15 +605,54 @@ def settled(*, customer: BillingCustomer, invoice_id: str, outcome: Outcome | No
 def _closed(case: RecoveryCase) -> None:
     """A closed case sends nothing more, and an extension that was running on it is over."""
     case.next_step_at = None
+    case.backup_due_at = None
     case.extended_until = None
     case.held_since = None
     case.save(
-        update_fields=["status", "outcome", "closed_at", "next_step_at", "extended_until", "held_since"]
+        update_fields=[
+            "status",
+            "outcome",
+            "closed_at",
+            "next_step_at",
+            "backup_due_at",
+            "extended_until",
+            "held_since",
+        ]
     )
     _drop_unsent(case)
     Extension.objects.filter(case=case, status__in=Extension.RUNNING).update(
         status=Extension.Status.PAID if case.outcome == Outcome.EXTENSION else Extension.Status.CLOSED,
         closed_at=case.closed_at,
+    )
+
+
+def _paid_by_backup(case: RecoveryCase) -> Outcome | None:
+    """Whether the charge that paid the invoice was on the backup card we tried (asked of Stripe
+    only for a case whose backup was charged: its answer may not have reached us, in an outage)."""
+    if case.backup_tried_at is None or not case.backup_payment_method_id:
+        return None
+    found = gateway.invoice_attempts(invoice_id=case.invoice_stripe_id)
+    paid = [c for c in found.charges if c.succeeded]
+    return (
+        Outcome.BACKUP_CARD if paid and paid[-1].payment_method_id == case.backup_payment_method_id else None
+    )
+
+
+def _backup_paid_facts(case: RecoveryCase, recovered: RecoveredFacts) -> BackupPaidFacts:
+    cards = {
+        c.stripe_id: c
+        for c in PaymentMethod.objects.filter(
+            customer_id=case.customer_id,
+            stripe_id__in=[case.backup_payment_method_id, case.payment_method_id],
+        )
+    }
+    paid, failed = cards.get(case.backup_payment_method_id), cards.get(case.payment_method_id)
+    return BackupPaidFacts(
+        **recovered.model_dump(),
+        brand=paid.brand if paid else "",
+        last4=paid.last4 if paid else "",
+        failed_brand=failed.brand if failed else "",
+        failed_last4=failed.last4 if failed else "",
     )
 
 
@@ -525,7 +669,7 @@ def _drop_unsent(case: RecoveryCase) -> None:
     """Reminders written but not sent yet (quiet hours, a retry's backoff) never go once the case
     is closed; a send in progress holds its row, and this waits for it."""
     Delivery.objects.filter(case=case, status=Delivery.Status.PENDING).exclude(
-        message=PAYMENT_RECOVERED.name
+        message__in=(PAYMENT_RECOVERED.name, BACKUP_CARD_PAID.name)
     ).update(status=Delivery.Status.SUPPRESSED, suppressed_reason="case_closed")
 
 
