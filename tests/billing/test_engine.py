@@ -366,6 +366,40 @@ def _end_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> list[
     return made
 
 
+def _backup_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> list[str]:
+    """The backup card's charge, found due by two runs of the job: the invoice is paid once."""
+    from billing import sync
+    from billing.models import RecoveryCase
+    from billing.services import backup, recovery
+
+    invoice = Invoice.objects.get(customer=customer, status=Invoice.Status.OPEN)
+    backup_card = stripe_client().v1.payment_methods.attach(
+        "pm_card_visa", params={"customer": customer.stripe_customer_id}
+    )
+    sync.reconcile_customer(customer_id=customer.pk)
+    card = PaymentMethod.objects.get(stripe_id=backup_card.id)
+    cards.card_set_backup(customer=customer, card=card, consent=True, requested_by=None)
+    RecoveryCase.objects.create(
+        customer=customer,
+        invoice_stripe_id=invoice.stripe_id,
+        amount=invoice.amount_remaining,
+        currency=invoice.currency,
+        family="generic",
+        action="update_card",
+        payment_method_id=customer.default_payment_method_id,
+        policy=recovery.active_policy(),
+        grace_ends_at=timezone.now() + dt.timedelta(days=14),
+        backup_payment_method_id=card.stripe_id,
+        backup_due_at=timezone.now() - dt.timedelta(minutes=1),
+    )
+    made = []
+    for _ in range(2):
+        with committed():
+            backup.backup_due(now=timezone.now(), limit=10)
+        made.append(str(BillingChange.objects.get(customer=customer, kind="backup_charge").pk))
+    return made
+
+
 def _plan_confirm_form(client: Client, price: str = "pro_month_eur", when: str = "now") -> dict[str, str]:
     """The confirm form of a plan change's preview, as the Plan page hands it out."""
     html = client.get("/plan/preview/", {"price": price, "when": when}).content.decode()
@@ -465,7 +499,14 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
     )
     ending = make_customer(email="ending@example.com")
     submits["recovery_end"] = lambda: _end_twice(ending, committed)
-    whose = {"subscription_start": newcomer, "invoice_pay": owing, "recovery_end": ending}
+    backed = make_customer(email="backed@example.com", card="pm_card_chargeCustomerFail")
+    submits["backup_charge"] = lambda: _backup_twice(backed, committed)
+    whose = {
+        "subscription_start": newcomer,
+        "invoice_pay": owing,
+        "recovery_end": ending,
+        "backup_charge": backed,
+    }
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():
         first, second = submit()
