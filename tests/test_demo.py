@@ -71,6 +71,7 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "alan@example.com",
         "frances@example.com",
         "hedy@example.com",
+        "katherine@example.com",
         "margaret@example.com",
         "astrid@example.com",
         "edsger@example.com",
@@ -102,6 +103,18 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "payment_failed_friendly",
         "payment_failed_reminder",
     ]
+    # The backup card paid Katherine's renewal: one message names it, with a link to fix the default.
+    katherine = RecoveryCase.objects.get(customer__email="katherine@example.com")
+    assert (katherine.status, katherine.outcome) == ("recovered", "backup_card")
+    backup_mail = Delivery.objects.get(
+        customer__email="katherine@example.com", message="backup_card_paid", channel="email"
+    )
+    assert backup_mail.status == "sent"
+    assert not Delivery.objects.filter(customer__email="katherine@example.com", message="payment_recovered")
+    assert "Your backup card Mastercard •••• 4444 paid €19.00" in _text(
+        _page("katherine@example.com", "/messages/")
+    )
+    assert "Your backup card paid" in _text(_page("katherine@example.com", f"/fix/{katherine.pk}/"))
     assert "Paused until" in _text(_dashboard("margaret@example.com"))
     astrid = _dashboard("astrid@example.com")
     assert '<html lang="sv">' in astrid and "kr" in astrid

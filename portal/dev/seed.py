@@ -42,7 +42,7 @@ from billing.models import (
     RecoveryCase,
     Subscription,
 )
-from billing.services import pauses, recovery
+from billing.services import backup, cards, pauses, recovery
 from billing.services.customers import customer_create, ensure_stripe_customer
 from stripe_emulator.webhooks import sign
 
@@ -268,6 +268,7 @@ def _failed_renewal(
     months_ago: dt.timedelta = dt.timedelta(0),
     phone: str = "",
     at_failure: Callable[[dt.datetime], AbstractContextManager[Any]] | None = None,
+    before_failure: Callable[[BillingCustomer], None] | None = None,
 ) -> BillingCustomer:
     """Subscribed a month before `months_ago` on a test clock, paid with the Visa ending 0341 told
     to decline with `decline` from then on; the clock moves past the renewal's first attempt (before
@@ -287,6 +288,8 @@ def _failed_renewal(
     api().v1.payment_methods.detach(first_card)
     sync.reconcile_customer(customer_id=customer.pk)
     _decline(card, decline)
+    if before_failure is not None:
+        before_failure(customer)
     renewal = sub["items"]["data"][0]["current_period_end"]
     before = _event_ids()
     # Past the renewal invoice's finalization (an hour) and its first attempt, before the first retry.
@@ -429,6 +432,54 @@ def _grace_over_check(customer: BillingCustomer) -> None:
     _check(
         _sent(customer, message="payment_failed_final", channel="email") is not None,
         "hedy: no final notice",
+    )
+
+
+def _with_backup(customer: BillingCustomer) -> None:
+    """A Mastercard saved beside the default card and chosen as the backup, with consent."""
+    pm = api().v1.payment_methods.attach("pm_card_mastercard", params={"customer": _stripe_id(customer)})
+    sync.reconcile_customer(customer_id=customer.pk)
+    customer.refresh_from_db()
+    card = customer.payment_methods.get(stripe_id=pm.id)
+    cards.card_set_backup(customer=customer, card=card, consent=True, requested_by=None)
+
+
+def _backup_paid() -> BillingCustomer:
+    """The renewal was declined on the default card (insufficient funds); the backup card, chosen
+    with consent, paid it at the next attempt (the beat job run as of its time): the case is
+    recovered by the backup card, and the mailbox has the one message that says which card paid,
+    with a link to replace the default card."""
+    customer = _failed_renewal(
+        email="katherine@example.com",
+        name="Katherine Johnson",
+        decline="insufficient_funds",
+        before_failure=_with_backup,
+    )
+    before = _event_ids()
+    case = _case(customer)
+    _check(case.backup_due_at is not None, "katherine: no backup charge planned")
+    assert case.backup_due_at is not None
+    backup.backup_due(now=case.backup_due_at, limit=100)
+    _deliver_events(customer, after=before)
+    _send_due_messages()
+    return customer
+
+
+def _backup_paid_check(customer: BillingCustomer) -> None:
+    case = RecoveryCase.objects.filter(customer=customer).first()
+    _check(
+        case is not None and case.outcome == RecoveryCase.Outcome.BACKUP_CARD,
+        "katherine: the case was not recovered by the backup card",
+    )
+    _check(
+        Delivery.objects.filter(
+            customer=customer, message="backup_card_paid", channel="email", status=Delivery.Status.SENT
+        ).exists(),
+        "katherine: no backup-card email",
+    )
+    _check(
+        not Delivery.objects.filter(customer=customer, message="payment_recovered").exists(),
+        "katherine: a plain thank-you as well",
     )
 
 
@@ -667,6 +718,11 @@ DEMOS: tuple[_Demo, ...] = (
         _grace_over,
         _grace_over_check,
         "payment failed fifteen days ago, never paid: grace over, access restricted (/app/)",
+    ),
+    _Demo(
+        _backup_paid,
+        _backup_paid_check,
+        "payment failed on the default card (Visa 0341), the backup Mastercard 4444 paid it (with consent)",
     ),
     _Demo(
         _paused, _paused_check, "paused for two months: Basic monthly, EUR; resume early from the dashboard"
