@@ -292,6 +292,8 @@ def _plan_backup(
     just before Stripe's next retry of the default card, or soon if none is coming."""
     if case.backup_due_at is not None or case.backup_tried_at is not None:
         return
+    if not customer.backup_payment_method_id or customer.backup_consent_at is None:
+        return  # the common case, without a query (the rule below says the same)
     refusal = backup_refusal(case=case, customer=customer, failed_cards={c.payment_method_id for c in failed})
     if refusal is not None:
         return
