@@ -179,7 +179,11 @@ def backup_due(*, now: dt.datetime, limit: int) -> int:
     rest.  Returns how many cases were looked at."""
     ids = list(
         RecoveryCase.objects.filter(
-            status=RecoveryCase.Status.OPEN, backup_due_at__lte=now, backup_tried_at__isnull=True
+            status=RecoveryCase.Status.OPEN,
+            backup_due_at__lte=now,
+            backup_tried_at__isnull=True,
+            # While the customer has more time to pay, the agreed date tries the backup card.
+            held_since__isnull=True,
         )
         .order_by("backup_due_at")
         .values_list("pk", flat=True)[:limit]

@@ -451,17 +451,26 @@ class ChargeResult(ChangeResult):
     backup: bool = False
 
 
-def _cards(customer: BillingCustomer, subscription: str) -> list[tuple[str, bool]]:
-    """The cards to try on the date, in order: the default, then the backup (only with consent)."""
+def _cards(
+    customer: BillingCustomer, extension: Extension, case: RecoveryCase | None
+) -> list[tuple[str, bool]]:
+    """The cards to try on the date, in order: the default, then the backup card, only with the
+    customer's recorded consent and never twice for one invoice (billing.backup's rule)."""
     sub_card = (
-        Subscription.objects.filter(stripe_id=subscription)
+        Subscription.objects.filter(stripe_id=extension.subscription_stripe_id)
         .values_list("default_payment_method_id", flat=True)
         .first()
     )
     default = sub_card or customer.default_payment_method_id
     found = [(default, False)] if default else []
     backup = customer.backup_payment_method_id
-    if backup and customer.backup_consent_at is not None and backup != default:
+    if case is not None:
+        allowed = (
+            recovery_service.backup_refusal(case=case, customer=customer, failed_cards={default}) is None
+        )
+    else:
+        allowed = bool(backup) and customer.backup_consent_at is not None and backup != default
+    if backup and allowed:
         found.append((backup, True))
     return found
 
@@ -526,9 +535,15 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
             sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
             return ChargeResult(**common, outcome="already_paid")
         outcome, decline_code, brand, last4, backup = "declined", "", "", "", False
-        for slot, (card_id, is_backup) in enumerate(_cards(customer, extension.subscription_stripe_id)):
+        case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=invoice.id).first()
+        for slot, (card_id, is_backup) in enumerate(_cards(customer, extension, case)):
             if recovery_service.card_refusal(payment_method_id=card_id):
                 continue
+            if is_backup and case is not None:
+                # Tried once for this invoice, whatever comes of it (the backup job won't again).
+                RecoveryCase.objects.filter(pk=case.pk).update(
+                    backup_payment_method_id=card_id, backup_tried_at=timezone.now(), backup_due_at=None
+                )
             card = PaymentMethod.objects.filter(customer=customer, stripe_id=card_id).first()
             brand, last4, backup = (card.brand, card.last4, is_backup) if card else ("", "", is_backup)
             try:
@@ -569,9 +584,11 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
         if paid:
             _finish(extension, status=Status.PAID)
             if case is not None:
-                recovery_service.settled(
-                    customer=customer, invoice_id=result.invoice, outcome=RecoveryCase.Outcome.EXTENSION
+                # Paid by the backup card: its message names the card and asks for a new default.
+                outcome = (
+                    RecoveryCase.Outcome.BACKUP_CARD if result.backup else RecoveryCase.Outcome.EXTENSION
                 )
+                recovery_service.settled(customer=customer, invoice_id=result.invoice, outcome=outcome)
             return
         _finish(extension, status=Status.FAILED)
         if case is not None:
