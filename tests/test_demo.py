@@ -72,6 +72,8 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         "frances@example.com",
         "hedy@example.com",
         "katherine@example.com",
+        "joan@example.com",
+        "radia@example.com",
         "margaret@example.com",
         "astrid@example.com",
         "edsger@example.com",
@@ -115,6 +117,11 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
         _page("katherine@example.com", "/messages/")
     )
     assert "Your backup card paid" in _text(_page("katherine@example.com", f"/fix/{katherine.pk}/"))
+    # Joan has more time to pay: every page says until when; Radia's request waits for staff.
+    joan = _text(_dashboard("joan@example.com"))
+    assert "Extended until" in joan and "we will charge €19.00 then" in joan
+    assert Delivery.objects.filter(customer__email="joan@example.com", message="extension_granted").exists()
+    assert "is with our billing team" in _text(_page("radia@example.com", "/extend/"))
     assert "Paused until" in _text(_dashboard("margaret@example.com"))
     astrid = _dashboard("astrid@example.com")
     assert '<html lang="sv">' in astrid and "kr" in astrid

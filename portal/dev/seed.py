@@ -37,12 +37,14 @@ from billing.models import (
     BillingChange,
     BillingCustomer,
     Delivery,
+    Extension,
     Invoice,
     Price,
     RecoveryCase,
     Subscription,
 )
-from billing.services import backup, cards, pauses, recovery
+from billing.money import customer_zone
+from billing.services import backup, cards, extensions, pauses, recovery
 from billing.services.customers import customer_create, ensure_stripe_customer
 from stripe_emulator.webhooks import sign
 
@@ -483,6 +485,58 @@ def _backup_paid_check(customer: BillingCustomer) -> None:
     )
 
 
+def _asked_for_time(*, email: str, name: str, days: int, reason: str) -> BillingCustomer:
+    customer = _failed_renewal(email=email, name=name, decline="insufficient_funds")
+    case = _case(customer)
+    until = case.opened_at.astimezone(customer_zone(customer.time_zone)).date() + days * DAY
+    extensions.request(customer=customer, until=until, reason=reason, requested_by=customer.user)
+    _send_due_messages()
+    return customer
+
+
+def _extended() -> BillingCustomer:
+    """The renewal was declined an hour ago; she asked for five more days ("paid on the 25th") and
+    the policy agreed at once: "Extended until …" on every page, Stripe's retries and the
+    reminders wait, and the beat job charges the card that morning."""
+    return _asked_for_time(email="joan@example.com", name="Joan Clarke", days=5, reason="Paid on the 25th")
+
+
+def _extended_check(customer: BillingCustomer) -> None:
+    case = _case(customer)
+    extension = customer.extensions.first()
+    _check(
+        extension is not None
+        and extension.status == Extension.Status.APPROVED
+        and case.held_since is not None,
+        "joan: no extension running",
+    )
+    _check(
+        customer.deliveries.filter(
+            message="extension_granted", channel="email", status=Delivery.Status.SENT
+        ).exists(),
+        "joan: no extension email",
+    )
+
+
+def _extension_queued() -> BillingCustomer:
+    """The renewal was declined an hour ago; she asked for twelve more days, beyond what the policy
+    agrees at once: the request waits in the staff queue (the admin's Extensions, "waiting for
+    review"), where staff approve or deny it with a reason."""
+    return _asked_for_time(
+        email="radia@example.com",
+        name="Radia Perlman",
+        days=12,
+        reason="My salary comes at the end of the month",
+    )
+
+
+def _extension_queued_check(customer: BillingCustomer) -> None:
+    extension = customer.extensions.first()
+    _check(
+        extension is not None and extension.status == Extension.Status.REQUESTED, "radia: no request queued"
+    )
+
+
 def _paused() -> BillingCustomer:
     """Subscribed twelve days ago on a test clock (now at the present), then paused for two months
     from the portal, as the customer would (Stripe's pause; the resume date is the portal's)."""
@@ -723,6 +777,16 @@ DEMOS: tuple[_Demo, ...] = (
         _backup_paid,
         _backup_paid_check,
         "payment failed on the default card (Visa 0341), the backup Mastercard 4444 paid it (with consent)",
+    ),
+    _Demo(
+        _extended,
+        _extended_check,
+        "payment failed, asked for five more days and agreed at once: extended until then, nothing sent meanwhile",
+    ),
+    _Demo(
+        _extension_queued,
+        _extension_queued_check,
+        "payment failed, asked for twelve more days: the request waits in the staff queue (admin, Extensions)",
     ),
     _Demo(
         _paused, _paused_check, "paused for two months: Basic monthly, EUR; resume early from the dashboard"
