@@ -208,6 +208,11 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # While a customer waits for the page: a short timeout and no retries (the change then waits).
 STRIPE_INTERACTIVE_TIMEOUT_SECONDS = env.float("STRIPE_INTERACTIVE_TIMEOUT_SECONDS", default=3.0)
+# Writes a second that jobs writing in bulk (`with gateway.paced():`) share across every worker
+# (billing.ratelimit), well below Stripe's own limit (100 live, 25 in test mode); the burst is how
+# many may go at once after an idle spell (empty: one second's worth).
+BILLING_STRIPE_WRITE_RATE = env.float("BILLING_STRIPE_WRITE_RATE", default=10.0)
+BILLING_STRIPE_WRITE_BURST = env.float("BILLING_STRIPE_WRITE_BURST", default=None)
 
 # --------------------------------------------------------------------------- billing rules
 
