@@ -9,6 +9,9 @@ one other place that reads Stripe's JSON); Stripe's exceptions come back as the 
 Two budgets: a worker is patient (a longer timeout, network retries); code running while a
 customer waits for the page (`with interactive():`) gets a short timeout and no retries, so a
 slow Stripe leaves the change pending within seconds instead of holding the page.
+
+Jobs that write in bulk run `with paced():`, so their writes share billing.ratelimit's budget
+across every worker; nothing else waits for it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Literal, TypeVar
 import stripe
 from django.conf import settings
 
+from billing import ratelimit
 from billing.errors import (
     ActionRequired,
     BillingError,
@@ -39,6 +43,7 @@ StripeDict = dict[str, Any]
 T = TypeVar("T")
 
 _interactive: contextvars.ContextVar[bool] = contextvars.ContextVar("stripe_interactive", default=False)
+_paced: contextvars.ContextVar[bool] = contextvars.ContextVar("stripe_paced", default=False)
 
 
 @contextlib.contextmanager
@@ -49,6 +54,17 @@ def interactive() -> Iterator[None]:
         yield
     finally:
         _interactive.reset(token)
+
+
+@contextlib.contextmanager
+def paced() -> Iterator[None]:
+    """Writes within the block wait for their turn under settings.BILLING_STRIPE_WRITE_RATE,
+    shared by every process: for jobs that write in bulk, never for a customer's request."""
+    token = _paced.set(True)
+    try:
+        yield
+    finally:
+        _paced.reset(token)
 
 
 @functools.lru_cache(maxsize=8)
@@ -354,6 +370,12 @@ def _options(idempotency_key: str | None) -> stripe.RequestOptions:
 
 def _write(call: Callable[[stripe.RequestOptions], Any], idempotency_key: str) -> StripeDict:
     options = _options(idempotency_key)
+    if _paced.get():
+        try:
+            ratelimit.acquire()
+        except ratelimit.LimiterUnavailable as exc:
+            # Nothing was sent: the write waits and is retried, as after Stripe's own 429.
+            raise StripeUnavailable(str(exc), code="rate_limited") from exc
     return _plain(_translated(lambda: call(options)))
 
 

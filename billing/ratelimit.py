@@ -37,6 +37,10 @@ KEY_PREFIX = "billing:ratelimit:"
 KEY_MARGIN_MS = 1000
 
 
+class LimiterUnavailable(Exception):
+    """The shared bucket could not be reached: the call must not go (that could exceed the rate)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Limit:
     rate: float  # calls per second
@@ -98,7 +102,7 @@ def redis_url() -> str:
 @functools.lru_cache(maxsize=4)
 def _script(url: str) -> Any:
     # redis-py's pool notices a fork and opens new connections in the child.
-    return redis.Redis.from_url(url).register_script(_REDIS_SCRIPT)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).register_script(_REDIS_SCRIPT)
 
 
 def key_for(bucket: str) -> str:
@@ -107,10 +111,13 @@ def key_for(bucket: str) -> str:
 
 def _redis_wait(*, url: str, bucket: str, limit: Limit, cost: int) -> float:
     interval_us = limit.interval * 1_000_000
-    answer = _script(url)(
-        keys=[key_for(bucket)],
-        args=[repr(interval_us), repr(limit.burst * interval_us), cost, KEY_MARGIN_MS],
-    )
+    try:
+        answer = _script(url)(
+            keys=[key_for(bucket)],
+            args=[repr(interval_us), repr(limit.burst * interval_us), cost, KEY_MARGIN_MS],
+        )
+    except redis.RedisError as exc:
+        raise LimiterUnavailable(f"rate limit bucket {bucket!r}: {exc}") from exc
     return int(answer) / 1_000_000
 
 
@@ -142,7 +149,8 @@ def acquire(
     *, bucket: str = DEFAULT_BUCKET, cost: int = 1, rate: float | None = None, burst: float | None = None
 ) -> None:
     """Block until a call of `cost` units may go in `bucket` (rate and burst default to the
-    settings).  Shared through Redis when there is one, else within this process."""
+    settings).  Shared through Redis when there is one, else within this process; LimiterUnavailable
+    when Redis can't be reached (falling back to this process alone could exceed the rate)."""
     if cost < 1:
         raise ValueError(f"cost must be at least 1, not {cost!r}")
     limit = configured_limit(rate=rate, burst=burst)

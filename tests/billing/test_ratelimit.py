@@ -12,13 +12,17 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import stripe
 
-from bench.stripe_rate import peak_in_window
-from billing import ratelimit
+from bench.stripe_rate import measure_writes, peak_in_window
+from billing import gateway, ratelimit
+from billing.errors import StripeUnavailable
+from stripe_emulator.app import Emulator
 
 BACKENDS = [
     pytest.param("local", id="in-process"),
@@ -165,3 +169,78 @@ def test_the_default_limit_comes_from_the_settings(settings: Any) -> None:
     assert ratelimit.configured_limit() == ratelimit.Limit(rate=8.0, burst=2.0)
     with pytest.raises(ValueError):
         ratelimit.configured_limit(rate=0.0)
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+@pytest.fixture()
+def write_bucket(settings: Any) -> Iterator[None]:
+    """The gateway's bucket, empty: no reservation left by an earlier test holds these back."""
+    ratelimit.local_reset()
+    url = ratelimit.redis_url()
+    if url:
+        redis.Redis.from_url(url).delete(ratelimit.key_for(ratelimit.DEFAULT_BUCKET))
+    yield
+
+
+def make_customers(client: stripe.StripeClient, count: int) -> list[str]:
+    return [client.v1.customers.create(params={"email": f"c{n}@example.com"}).id for n in range(count)]
+
+
+def update_metadata(customer_ids: list[str], tag: str) -> None:
+    for n, customer_id in enumerate(customer_ids):
+        gateway.customer_update_metadata(
+            customer_id=customer_id, metadata={"batch": tag}, idempotency_key=f"rate-{tag}-{n}"
+        )
+
+
+def test_paced_writes_arrive_at_stripe_no_faster_than_the_rate(
+    stripe_emulated: Emulator, client: stripe.StripeClient, settings: Any, write_bucket: None
+) -> None:
+    settings.BILLING_STRIPE_WRITE_RATE = 50.0
+    settings.BILLING_STRIPE_WRITE_BURST = 1.0
+    customers = make_customers(client, 20)
+
+    figures = measure_writes(emulator=stripe_emulated, writes=lambda: update_metadata(customers, "paced"))
+
+    assert figures.writes == 20
+    assert figures.peak_per_window <= 50
+    assert figures.elapsed >= 19 / 50 - 0.01
+    assert figures.mean_rate <= 50 * 1.05
+    assert {client.v1.customers.retrieve(c).metadata["batch"] for c in customers} == {"paced"}
+
+
+def test_writes_outside_paced_never_wait(
+    stripe_emulated: Emulator, client: stripe.StripeClient, settings: Any, write_bucket: None
+) -> None:
+    settings.BILLING_STRIPE_WRITE_RATE = 1.0
+    settings.BILLING_STRIPE_WRITE_BURST = 1.0
+    customers = make_customers(client, 3)
+
+    figures = measure_writes(
+        emulator=stripe_emulated, writes=lambda: update_metadata(customers, "now"), paced=False
+    )
+
+    # Paced at one a second, these three would take two seconds.
+    assert figures.writes == 3
+    assert figures.elapsed < 1.5
+
+
+def test_a_paced_write_is_not_sent_while_the_shared_bucket_is_unreachable(
+    stripe_emulated: Emulator, client: stripe.StripeClient, settings: Any
+) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens there
+    customers = make_customers(client, 1)
+
+    with pytest.raises(StripeUnavailable) as raised:
+        measure_writes(emulator=stripe_emulated, writes=lambda: update_metadata(customers, "down"))
+
+    # Treated like Stripe's own 429: the change waits and is tried again.
+    assert raised.value.code == "rate_limited"
+    assert "batch" not in client.v1.customers.retrieve(customers[0]).metadata
+
+
+def test_the_peak_counts_the_fullest_window() -> None:
+    assert peak_in_window([0.0, 0.5, 0.99, 1.0, 1.2, 3.0], window=1.0) == 4
+    assert peak_in_window([], window=1.0) == 0
