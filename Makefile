@@ -155,6 +155,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/emulator_bench.py $(BENCH_ARGS)
 	$(PY) bench/portal_bench.py $(PORTAL_BENCH_ARGS)
+	$(PY) bench/extensions_bench.py $(EXTENSIONS_BENCH_ARGS)
 
 # --------------------------------------------------------------------------- housekeeping
 

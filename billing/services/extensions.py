@@ -18,7 +18,6 @@ job is one indexed query a batch, paced under the Stripe write rate.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -682,7 +681,8 @@ def charge_due(*, now: dt.datetime, limit: int) -> int:
 def _each(pk: int, *, charge: bool) -> None:
     try:
         extension = Extension.objects.select_related("customer").get(pk=pk)
-        with contextlib.nullcontext():  # PACED
+        # A bulk job: its Stripe writes share the write rate with every worker (billing.ratelimit).
+        with gateway.paced():
             if not charge:
                 _grant(extension, requested_by=None)
                 return
