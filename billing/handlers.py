@@ -68,7 +68,10 @@ def _payment_method(customer: BillingCustomer, event: StripeEvent) -> None:
         # Gone from Stripe altogether: it can't be the customer's card any more.
         customer.payment_methods.filter(stripe_id=event.object_id).delete()
         return
-    sync.payment_method_from_stripe(customer=customer, data=card.raw, state_at=timezone.now())
+    refreshed_at = event.stripe_created if event.type == "payment_method.automatically_updated" else None
+    sync.payment_method_from_stripe(
+        customer=customer, data=card.raw, state_at=timezone.now(), refreshed_at=refreshed_at
+    )
 
 
 def _customer(customer: BillingCustomer, event: StripeEvent) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +33,7 @@ from django.utils.translation import gettext_lazy as _
 from pydantic import BaseModel, ConfigDict
 
 from billing import links
-from billing.models import BillingCustomer
+from billing.models import BillingCustomer, Delivery
 from billing.policy import Category, Channel
 
 TEMPLATES = "billing/messages"
@@ -61,6 +62,9 @@ class Message:
     # The button of an email or text message is a deep link (billing.links) for the action its facts
     # name (`action`), working without a password; in the portal it opens `action` as usual.
     link: bool = False
+    # Why a delivery written earlier is no longer worth sending (None: send it), asked when it is
+    # sent: a reminder about something that has changed since (a card refreshed, say) is dropped.
+    still_due: Callable[[Delivery], str | None] | None = None
 
     def template(self, part: str) -> str:
         return f"{TEMPLATES}/{self.name}/{part}"
@@ -91,6 +95,7 @@ def declare(
     action_label: Promise = _("See your subscription"),
     prompted: bool | None = None,
     link: bool = False,
+    still_due: Callable[[Delivery], str | None] | None = None,
 ) -> Message:
     """Declare a message; `prompted` defaults to True for confirmations (of what the customer did)."""
     if name in MESSAGES:
@@ -102,7 +107,9 @@ def declare(
         raise ValueError(f"message {name!r}: a deep link needs its facts' `action`")
     if prompted is None:
         prompted = category == Category.CONFIRMATION
-    message = Message(name, category, channels, facts, action, action_args, action_label, prompted, link)
+    message = Message(
+        name, category, channels, facts, action, action_args, action_label, prompted, link, still_due
+    )
     MESSAGES[name] = message
     return message
 

@@ -168,8 +168,9 @@ def _claim(delivery_id: int) -> Delivery | None:
         )
         if delivery is None:
             return None
-        if _case_closed(delivery):
-            delivery.status, delivery.suppressed_reason = Status.SUPPRESSED, "case_closed"
+        stale = "case_closed" if _case_closed(delivery) else _no_longer_due(delivery)
+        if stale:
+            delivery.status, delivery.suppressed_reason = Status.SUPPRESSED, stale
             delivery.save(update_fields=["status", "suppressed_reason"])
             return None
         delivery.status, delivery.claimed_at = Status.SENDING, timezone.now()
@@ -185,6 +186,11 @@ def _case_closed(delivery: Delivery) -> bool:
         and case.status != RecoveryCase.Status.OPEN
         and MESSAGES[delivery.message].category != Category.CONFIRMATION
     )
+
+
+def _no_longer_due(delivery: Delivery) -> str | None:
+    still_due = MESSAGES[delivery.message].still_due
+    return still_due(delivery) if still_due is not None else None
 
 
 def abandoned_claims(*, now: dt.datetime, older_than: dt.timedelta) -> int:

@@ -102,6 +102,39 @@ class ExtensionPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class RenewalDays:
+    """How many days before a renewal its reminder goes, per interval (monthly renewals get none)."""
+
+    quarterly: int = 7
+    yearly: int = 30
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.quarterly <= 60 and 1 <= self.yearly <= 90):
+            raise ValueError("BILLING_POLICY: predunning.renewal_days are 1-60 (quarterly) and 1-90 (yearly)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredunningPolicy:
+    """The nightly reminders before a charge (billing.predunning)."""
+
+    # A card that expires before the next charge is reminded about this many days before it.
+    card_days: int = 14
+    renewal_days: RenewalDays = RenewalDays()
+    # Subscriptions one step of the scan reads (a slice of primary keys, one transaction each).
+    batch: int = 5000
+    # Pre-dunning reminders a customer gets in 24 hours at most; the rest wait for the next night.
+    daily_cap: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.card_days <= 60:
+            raise ValueError("BILLING_POLICY: predunning.card_days is 1-60")
+        if not 1 <= self.batch <= 100_000:
+            raise ValueError("BILLING_POLICY: predunning.batch is 1-100000")
+        if not 1 <= self.daily_cap <= 5:
+            raise ValueError("BILLING_POLICY: predunning.daily_cap is 1-5")
+
+
+@dataclasses.dataclass(frozen=True)
 class BillingPolicy:
     changes: RetryPolicy = RetryPolicy()
     events: RetryPolicy = RetryPolicy(max_attempts=8)
@@ -114,6 +147,7 @@ class BillingPolicy:
     pause: PausePolicy = PausePolicy()
     cancel: CancelPolicy = CancelPolicy()
     extension: ExtensionPolicy = ExtensionPolicy()
+    predunning: PredunningPolicy = PredunningPolicy()
 
 
 def build(overrides: Mapping[str, Any] | None = None) -> BillingPolicy:

@@ -154,7 +154,15 @@ def _scheduled(
     }
 
 
-def payment_method_from_stripe(*, customer: BillingCustomer, data: StripeDict, state_at: dt.datetime) -> None:
+def payment_method_from_stripe(
+    *,
+    customer: BillingCustomer,
+    data: StripeDict,
+    state_at: dt.datetime,
+    refreshed_at: dt.datetime | None = None,
+) -> None:
+    """`refreshed_at`: the card updater gave Stripe this card's new details then
+    (payment_method.automatically_updated); kept until it refreshes it again."""
     existing = PaymentMethod.objects.filter(stripe_id=data["id"]).first()
     if existing and existing.stripe_state_at > state_at:
         return
@@ -163,9 +171,11 @@ def payment_method_from_stripe(*, customer: BillingCustomer, data: StripeDict, s
         PaymentMethod.objects.filter(stripe_id=data["id"]).delete()
         return
     card = data.get("card") or {}
+    refreshed = {"updated_automatically_at": refreshed_at} if refreshed_at is not None else {}
     PaymentMethod.objects.update_or_create(
         stripe_id=data["id"],
         defaults={
+            **refreshed,
             "customer": customer,
             "brand": card.get("brand") or "card",
             "last4": card.get("last4") or "",

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing import changes, channels, handlers, outbox, sync
 from billing.errors import OUTAGE_CODES, StripeUnavailable
 from billing.models import BillingChange, BillingCustomer, Delivery, StripeEvent
-from billing.services import backup, extensions, pauses, recovery
+from billing.services import backup, extensions, pauses, predunning, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,13 @@ def extensions_due() -> int:
     if charged >= SWEEP_BATCH and not _eager():
         transaction.on_commit(lambda: extensions_due.delay())
     return charged
+
+
+@shared_task
+def predunning_scan() -> int:
+    """The nightly reminders before a charge; a rerun the same night goes on where this one stopped."""
+    summary = predunning.run()
+    return summary.card_reminders + summary.renewal_reminders
 
 
 # --------------------------------------------------------------------------- events

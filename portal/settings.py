@@ -284,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
     "resume-paused-subscriptions": {"task": "billing.tasks.resume_paused_subscriptions", "schedule": 60.0},
     "recovery-due": {"task": "billing.tasks.recovery_due", "schedule": 60.0},
     "extensions-due": {"task": "billing.tasks.extensions_due", "schedule": 60.0},
+    "predunning-scan": {"task": "billing.tasks.predunning_scan", "schedule": crontab(hour=2, minute=7)},
     "reconcile-all-customers": {
         "task": "billing.tasks.reconcile_all_customers",
         "schedule": crontab(hour=3, minute=17),

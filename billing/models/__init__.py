@@ -11,6 +11,7 @@ from billing.models.customers import BillingCustomer, Language
 from billing.models.extensions import Extension
 from billing.models.feedback import CancellationFeedback
 from billing.models.inbox import StripeEvent
+from billing.models.jobs import JobCursor
 from billing.models.mirror import Invoice, PaymentMethod, Subscription
 from billing.models.outbox import Delivery
 from billing.models.recovery import LinkEvent, PaymentAttempt, RecoveryCase, RecoveryPolicy
@@ -23,6 +24,7 @@ __all__ = [
     "Extension",
     "Interval",
     "Invoice",
+    "JobCursor",
     "Language",
     "LinkEvent",
     "PaymentAttempt",

@@ -73,11 +73,18 @@ class PaymentMethod(models.Model):
     exp_year = models.PositiveSmallIntegerField()
     funding = models.CharField(max_length=20, blank=True)
     country = models.CharField(max_length=2, blank=True)
+    # When the card updater last gave Stripe a new expiry or number for it
+    # (payment_method.automatically_updated): pre-dunning never reminds about such a card.
+    updated_automatically_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField()
     stripe_state_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-created"]
+        # Pre-dunning asks, per customer, whether another card is valid past a charge.
+        indexes = [
+            models.Index(fields=["customer", "exp_year", "exp_month"], name="billing_pm_customer_expiry")
+        ]
 
     def __str__(self) -> str:
         return f"{self.brand} •••• {self.last4}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -41,6 +42,8 @@ class Link:
     invoice_id: str
     expires_at: dt.datetime
     channel: str
+    # The facts of the message that carried it (what a link without a case shows).
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def check(*, token: str, now: dt.datetime | None = None) -> Link | Problem:
@@ -80,6 +83,7 @@ def check(*, token: str, now: dt.datetime | None = None) -> Link | Problem:
         invoice_id=str(delivery.context.get("invoice") or ""),
         expires_at=expires_at,
         channel=delivery.channel,
+        facts=dict(delivery.context),
     )
 
 

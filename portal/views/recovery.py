@@ -18,7 +18,7 @@ from billing import selectors
 from billing.errors import Refused
 from billing.links import Purpose
 from billing.models import BillingCustomer
-from billing.services import invoices, links, notifications
+from billing.services import invoices, links, notifications, predunning
 from portal import customers
 from portal.forms import CardActionForm, new_token
 from portal.views.common import bad_request, customer_view, found_or_404, link_view, speaking_to
@@ -62,6 +62,8 @@ def _link_page(request: HttpRequest, token: str, found: links.Link | links.Probl
     if request.user.is_authenticated and (mine is None or mine.pk != found.customer.pk):
         # Someone else is logged in on this browser: the link is not theirs to use.
         return render(request, "portal/link_problem.html", {"problem": "other_account"}, status=403)
+    if found.case is None and found.purpose == Purpose.UPDATE_CARD:
+        return _card_link(request, token, found)
     page = selectors.fix_page(customer=found.customer, case_id=found.case.pk) if found.case else None
     if page is None:
         return render(request, "portal/link_problem.html", {"problem": "done"}, status=410)
@@ -77,6 +79,18 @@ def _link_page(request: HttpRequest, token: str, found: links.Link | links.Probl
     if request.POST.get("next") == "card":
         return redirect("portal:invoice_pay", invoice_id=found.invoice_id)
     return _pay(request, customer=found.customer, page=page)
+
+
+def _card_link(request: HttpRequest, token: str, found: links.Link) -> HttpResponse:
+    """A reminder's link to add a card before the next payment (no failed payment, no case): the
+    page says why, and its button opens the card form for this customer only."""
+    if request.method == "GET":
+        facts = predunning.card_facts(context=found.facts)
+        return render(request, "portal/link_card.html", {"link_token": token, "f": facts})
+    links.record_open(link=found)
+    if not request.user.is_authenticated:
+        customers.open_grant(request, link=found)
+    return redirect("portal:card_add")
 
 
 @require_POST
