@@ -69,7 +69,7 @@ class CardExpiringFacts(Facts):
     charge_at: dt.datetime
     amount: int
     currency: str
-    action: str = Purpose.UPDATE_CARD
+    action: Purpose = Purpose.UPDATE_CARD
 
 
 class RenewalFacts(Facts):
