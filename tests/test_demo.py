@@ -126,6 +126,7 @@ def test_demo_customers_log_in_and_see_their_state(catalog: None) -> None:
     astrid = _dashboard("astrid@example.com")
     assert '<html lang="sv">' in astrid and "kr" in astrid
     assert '<html lang="nl">' in _dashboard("edsger@example.com")
+    _reminders_before_charges_are_sent()
 
     linus = _text(_dashboard("linus@example.com"))
     assert "Pro" in linus and "Changes to Basic (monthly) on" in linus
@@ -286,3 +287,23 @@ def test_mailbox_lists_text_messages_newest_first_beside_the_emails_with_their_l
     assert '<a href="http://127.0.0.1:8000/plan/" rel="nofollow">http://127.0.0.1:8000/plan/</a>' in texts
     assert "Tack &amp; &lt;tot ziens&gt;" in texts  # the text as written, never as markup
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d', texts)
+
+
+def _reminders_before_charges_are_sent() -> None:
+    """The demo runs the pre-dunning job: grace hears that her card expires before her next
+    payment (with a link that adds a card without a password), edsger and astrid that their
+    quarterly and yearly subscriptions renew; nobody else gets a reminder."""
+    reminders = Delivery.objects.filter(message__in=("card_expiring", "renewal_upcoming"), channel="email")
+    assert sorted(reminders.values_list("customer__email", "message", "status")) == [
+        ("astrid@example.com", "renewal_upcoming", "sent"),
+        ("edsger@example.com", "renewal_upcoming", "sent"),
+        ("grace@example.com", "card_expiring", "sent"),
+    ]
+    (email,) = [m for m in mail.outbox if "grace@example.com" in m.to and "expires before" in m.subject]
+    (link,) = re.findall(r"https?://[^\s\"'<>]+/l/[0-9a-z]+-[A-Za-z0-9_-]{22}/", email.body)
+    browser = Client()
+    assert browser.get(link).status_code == 200
+    assert browser.post(link)["Location"] == "/cards/add/"
+    assert browser.get("/cards/add/").status_code == 200
+    (renewal,) = [m for m in mail.outbox if "edsger@example.com" in m.to]
+    assert "/plan/" in renewal.body and "/cancel/" in renewal.body

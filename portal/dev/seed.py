@@ -32,7 +32,7 @@ from django.contrib.auth.models import AbstractUser
 from django.test import override_settings
 from django.utils import timezone
 
-from billing import handlers, outbox, sync, webhooks
+from billing import handlers, outbox, policy, predunning, sync, webhooks
 from billing.models import (
     BillingChange,
     BillingCustomer,
@@ -45,6 +45,7 @@ from billing.models import (
 )
 from billing.money import customer_zone
 from billing.services import backup, cards, extensions, pauses, recovery
+from billing.services import predunning as predunning_scan
 from billing.services.customers import customer_create, ensure_stripe_customer
 from stripe_emulator.webhooks import sign
 
@@ -824,5 +825,32 @@ def seed() -> list[Login]:
         customer.refresh_from_db()
         demo.check(customer)
         logins.append(Login(email=customer.email, state=demo.state))
+    _reminders_before_charges()
     _user(email=ADMIN_EMAIL, name="Demo Admin", superuser=True)
     return logins
+
+
+def _reminders_before_charges() -> None:
+    """Run the nightly pre-dunning job as of the night its window opens for grace (her card
+    expires before her next payment), edsger (quarterly) and astrid (yearly), so the demo shows
+    their reminders at once (sent now, written as of those nights; each run picks only who is due
+    then, as the others' charges are not in its window)."""
+    rules = policy.current().predunning
+    windows = {
+        "grace@example.com": (predunning_scan.CARD_EXPIRING.name, rules.card_days),
+        "edsger@example.com": (predunning_scan.RENEWAL_UPCOMING.name, rules.renewal_days.quarterly),
+        "astrid@example.com": (predunning_scan.RENEWAL_UPCOMING.name, rules.renewal_days.yearly),
+    }
+    for email, (message, days) in windows.items():
+        sub = _subscription(BillingCustomer.objects.get(email=email))
+        charge = predunning.charge_at(
+            status=sub.status, current_period_end=sub.current_period_end, trial_end=sub.trial_end
+        )
+        _check(charge is not None, f"{email}: no next charge")
+        assert charge is not None
+        predunning_scan.run(now=charge - dt.timedelta(days=days) + dt.timedelta(hours=1))
+        _send_due_messages()
+        sent = Delivery.objects.filter(
+            customer=sub.customer, message=message, channel="email", status=Delivery.Status.SENT
+        )
+        _check(sent.exists(), f"{email}: no {message} email")
