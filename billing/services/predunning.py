@@ -92,14 +92,31 @@ def card_facts(*, context: dict[str, object]) -> CardExpiringFacts | None:
         return None
 
 
-def _card_still_due(delivery: Delivery) -> str | None:
-    """A card reminder not sent yet is dropped if the card was replaced or refreshed meanwhile."""
-    facts = CardExpiringFacts.model_validate(delivery.context)
-    sub = Subscription.objects.select_related("customer").filter(stripe_id=facts.subscription).first()
+def _live_until(*, subscription_id: str, charge_at: dt.datetime) -> Subscription | str:
+    """The subscription a reminder written earlier is about, or why it has nothing to remind of
+    any more: the charge is past, or the subscription was paused or set to end meanwhile."""
+    if charge_at <= timezone.now():
+        return "charge_passed"
+    sub = Subscription.objects.select_related("customer").filter(stripe_id=subscription_id).first()
     if sub is None or not predunning.live(
         status=sub.status, paused=bool(sub.pause_behavior), cancel_at_period_end=sub.cancel_at_period_end
     ):
         return "subscription_changed"
+    return sub
+
+
+def _renewal_still_due(delivery: Delivery) -> str | None:
+    facts = RenewalFacts.model_validate(delivery.context)
+    found = _live_until(subscription_id=facts.subscription, charge_at=facts.charge_at)
+    return found if isinstance(found, str) else None
+
+
+def _card_still_due(delivery: Delivery) -> str | None:
+    """A card reminder not sent yet is dropped if the card was replaced or refreshed meanwhile."""
+    facts = CardExpiringFacts.model_validate(delivery.context)
+    sub = _live_until(subscription_id=facts.subscription, charge_at=facts.charge_at)
+    if isinstance(sub, str):
+        return sub
     cards = [_card(pm) for pm in PaymentMethod.objects.filter(customer_id=sub.customer_id)]
     on_file = _card_id(sub)
     return predunning.card_reminder_stale(
@@ -128,6 +145,7 @@ RENEWAL_UPCOMING = messages.declare(
     facts=RenewalFacts,
     action="portal:plan",
     action_label=_("See your plan"),
+    still_due=_renewal_still_due,
 )
 REMINDERS = (CARD_EXPIRING.name, RENEWAL_UPCOMING.name)
 

@@ -369,3 +369,19 @@ def test_the_card_reminders_link_opens_the_card_form_for_that_customer_only(
     # ... and nothing else: the dashboard still asks for a login; another browser gets nothing.
     assert browser.get("/").status_code == 302
     assert Client().get("/cards/add/").status_code == 302
+
+
+def test_a_written_renewal_reminder_is_dropped_once_the_customer_cancels(settings: Any) -> None:
+    hour = timezone.now().astimezone(customer_zone("")).hour
+    settings.BILLING_POLICY = {"quiet_hours": {"start_hour": hour, "end_hour": (hour + 2) % 24}}
+    yearly = _customer("cancelling")
+    _card(yearly, 2030, 1)
+    sub = _subscription(yearly, lookup_key="standard_year_eur", charge_in=20 * DAY)
+    Subscription.objects.filter(pk=sub.pk).update(current_period_end=timezone.now() + 20 * DAY)
+    predunning.run(now=timezone.now())
+    email = Delivery.objects.get(customer=yearly, message="renewal_upcoming", channel="email")
+    Subscription.objects.filter(pk=sub.pk).update(cancel_at_period_end=True)
+    Delivery.objects.filter(pk=email.pk).update(send_after=timezone.now())
+    assert outbox.send(delivery_id=email.pk) is False
+    email.refresh_from_db()
+    assert (email.status, email.suppressed_reason) == ("suppressed", "subscription_changed")
