@@ -80,7 +80,6 @@ class RenewalFacts(Facts):
     charge_at: dt.datetime
     amount: int
     currency: str
-    plan_url: str
     cancel_url: str
 
 
@@ -449,7 +448,6 @@ def _renewal_reminder(*, sub: Subscription, now: dt.datetime, rules: PredunningP
             charge_at=charge,
             amount=_amount(sub),
             currency=sub.currency,
-            plan_url=_portal("portal:plan"),
             cancel_url=_portal("portal:cancel"),
         ),
     )
