@@ -523,7 +523,7 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
                 extension=extension.pk, invoice=invoice.id if invoice else "", outcome="closed"
             )
         result = self._pay(change, customer, extension, invoice)
-        self._after(customer, extension, result)
+        self._after(change, customer, extension, result)
         return result
 
     def _pay(
@@ -577,7 +577,9 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
             **common, outcome=outcome, decline_code=decline_code, brand=brand, last4=last4, backup=backup
         )
 
-    def _after(self, customer: BillingCustomer, extension: Extension, result: ChargeResult) -> None:
+    def _after(
+        self, change: BillingChange, customer: BillingCustomer, extension: Extension, result: ChargeResult
+    ) -> None:
         paid = result.outcome in ("paid", "already_paid")
         case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=result.invoice).first()
         if paid:
@@ -587,7 +589,9 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
                 outcome = (
                     RecoveryCase.Outcome.BACKUP_CARD if result.backup else RecoveryCase.Outcome.EXTENSION
                 )
-                recovery_service.settled(customer=customer, invoice_id=result.invoice, outcome=outcome)
+                recovery_service.settled(
+                    customer=customer, invoice_id=result.invoice, outcome=outcome, change=change
+                )
             return
         _finish(extension, status=Status.FAILED)
         if case is not None:

@@ -400,6 +400,69 @@ def _backup_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> li
     return made
 
 
+def _owing_with_a_case(email: str) -> tuple[BillingCustomer, Any]:
+    """A customer whose first invoice is open and uncollected, with its recovery case (the card
+    on file works)."""
+    from billing import sync
+    from billing.models import Price, RecoveryCase
+    from billing.services import recovery
+
+    customer = make_customer(email=email, price=None)
+    price = Price.objects.get(lookup_key="standard_month_eur").stripe_price_id
+    stripe_client().v1.subscriptions.create(
+        params={
+            "customer": customer.stripe_customer_id,
+            "items": [{"price": price}],
+            "payment_behavior": "default_incomplete",
+        }
+    )
+    sync.reconcile_customer(customer_id=customer.pk)
+    customer.refresh_from_db()
+    invoice = Invoice.objects.get(customer=customer, status=Invoice.Status.OPEN)
+    case = RecoveryCase.objects.create(
+        customer=customer,
+        invoice_stripe_id=invoice.stripe_id,
+        subscription_stripe_id=invoice.subscription_stripe_id,
+        amount=invoice.amount_remaining,
+        currency=invoice.currency,
+        family="insufficient_funds",
+        action="pay_now",
+        policy=recovery.active_policy(),
+        opened_at=timezone.now() - dt.timedelta(hours=1),
+        grace_ends_at=timezone.now() + dt.timedelta(days=14),
+    )
+    return customer, case
+
+
+def _extension_grant_twice(customer: BillingCustomer, case: Any, committed: Callable[[], Any]) -> list[str]:
+    """An extension agreed at once, its grant requested again (a crash between the approval and
+    the grant, repaired by the job): Stripe holds the invoice once."""
+    from billing.models import Extension
+    from billing.services import extensions
+
+    until = (case.opened_at + dt.timedelta(days=4)).date()
+    with committed():
+        extension = extensions.request(customer=customer, until=until, reason="", requested_by=None)
+    with committed():
+        extensions._grant(extension, requested_by=None)
+    grants = BillingChange.objects.filter(customer=customer, kind="extension_grant")
+    return [str(Extension.objects.get(pk=extension.pk).grant_id), str(grants.get().pk)]
+
+
+def _extension_charge_twice(customer: BillingCustomer, committed: Callable[[], Any]) -> list[str]:
+    """The agreed date, found due by two runs of the job: the invoice is charged once."""
+    from billing.models import Extension
+    from billing.services import extensions
+
+    extension = Extension.objects.get(customer=customer)
+    made = []
+    for _ in range(2):
+        with committed():
+            extensions.charge_due(now=extension.charge_at, limit=10)
+        made.append(str(BillingChange.objects.get(customer=customer, kind="extension_charge").pk))
+    return made
+
+
 def _plan_confirm_form(client: Client, price: str = "pro_month_eur", when: str = "now") -> dict[str, str]:
     """The confirm form of a plan change's preview, as the Plan page hands it out."""
     html = client.get("/plan/preview/", {"price": price, "when": when}).content.decode()
@@ -501,11 +564,16 @@ def test_a_double_submit_of_each_kind_of_change_is_one_change(
     submits["recovery_end"] = lambda: _end_twice(ending, committed)
     backed = make_customer(email="backed@example.com", card="pm_card_chargeCustomerFail")
     submits["backup_charge"] = lambda: _backup_twice(backed, committed)
+    extended, extended_case = _owing_with_a_case("extended@example.com")
+    submits["extension_grant"] = lambda: _extension_grant_twice(extended, extended_case, committed)
+    submits["extension_charge"] = lambda: _extension_charge_twice(extended, committed)
     whose = {
         "subscription_start": newcomer,
         "invoice_pay": owing,
         "recovery_end": ending,
         "backup_charge": backed,
+        "extension_grant": extended,
+        "extension_charge": extended,
     }
     assert set(submits) == set(changes.KINDS), "every kind of change needs its double-submit check here"
     for kind, submit in submits.items():
