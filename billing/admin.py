@@ -254,6 +254,21 @@ class DeliveryRows(_CaseRows):
     fields = readonly_fields = ("created_at", "message", "channel", "status", "suppressed_reason", "sent_at")
 
 
+class ExtensionRows(_CaseRows):
+    model = Extension
+    fk_name = "case"
+    fields = readonly_fields = (
+        "requested_at",
+        "until",
+        "status",
+        "review",
+        "reason",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+    )
+
+
 class LinkRows(_CaseRows):
     model = LinkEvent
     fields = readonly_fields = ("at", "kind", "purpose", "delivery", "change")
@@ -277,7 +292,7 @@ class RecoveryCaseAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "outcome", "family", "hard", "policy"]
     search_fields = ["invoice_stripe_id", "customer__email", "subscription_stripe_id"]
-    inlines = [AttemptRows, DeliveryRows, LinkRows]
+    inlines = [AttemptRows, DeliveryRows, LinkRows, ExtensionRows]
 
 
 # --------------------------------------------------------------------------- extensions

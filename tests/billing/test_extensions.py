@@ -369,3 +369,81 @@ def test_before_a_renewal_the_charge_moves_to_the_date_and_is_made_once_never_ea
     assert extension.status == "paid"
     assert not RecoveryCase.objects.filter(customer=customer).exists()
     assert Delivery.objects.filter(customer=customer, message="extension_paid", channel="email").count() == 1
+
+
+def test_with_stripe_down_on_the_date_the_charge_waits_and_is_made_once_when_stripe_is_back(
+    committed: Callable[[], Any], stripe_down: Any
+) -> None:
+    renewal = _failed(committed, "outage-date@example.com")
+    customer = renewal.customer
+    with committed():
+        extension = extensions.request(
+            customer=customer, until=_local_day(renewal, 3), reason="", requested_by=None
+        )
+    set_decline(payment_method=renewal.card, code=None)
+    stripe_customer = customer.stripe_customer_id or ""
+    before = len(_charges(stripe_customer))
+    stripe_down()
+    with committed():
+        extensions.charge_due(now=extension.charge_at, limit=100)
+    charge = BillingChange.objects.get(kind="extension_charge")
+    assert charge.status == "pending"
+    extension.refresh_from_db()
+    assert extension.status == "approved" and renewal.case.status == "open"
+    stripe_down.back()
+    from billing import changes
+
+    # The job runs again and the engine's sweep too, as both would once Stripe answers.
+    for _run in range(2):
+        with committed():
+            extensions.charge_due(now=extension.charge_at, limit=100)
+            BillingChange.objects.filter(pk=charge.pk).update(next_attempt_at=dt.datetime.now(tz=dt.UTC))
+            changes.apply_due()
+    assert BillingChange.objects.filter(kind="extension_charge").count() == 1
+    assert len(_charges(stripe_customer)) == before + 1
+    extension.refresh_from_db()
+    assert extension.status == "paid" and renewal.case.outcome == "extension"
+
+
+def test_a_due_date_job_that_dies_halfway_charges_the_rest_when_run_again_and_nobody_twice(
+    committed: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewals = [_failed(committed, f"batch{n}@example.com") for n in range(3)]
+    found = []
+    for renewal in renewals:
+        set_decline(payment_method=renewal.card, code=None)
+        with committed():
+            found.append(
+                extensions.request(
+                    customer=renewal.customer, until=_local_day(renewal, 2), reason="", requested_by=None
+                )
+            )
+    due = max(e.charge_at for e in found)
+    # The worker dies after the first charge of the batch (the process is gone: nothing after it runs).
+    real = extensions._each
+    calls = {"n": 0}
+
+    class Killed(BaseException):
+        pass
+
+    def dying(pk: int, *, charge: bool) -> None:
+        if charge and calls["n"] == 1:
+            raise Killed
+        calls["n"] += charge
+        real(pk, charge=charge)
+
+    monkeypatch.setattr(extensions, "_each", dying)
+    with pytest.raises(Killed), committed():
+        extensions.charge_due(now=due, limit=100)
+    monkeypatch.setattr(extensions, "_each", real)
+    assert Extension.objects.filter(status="paid").count() == 1
+    with committed():
+        extensions.charge_due(now=due, limit=100)
+    with committed():
+        extensions.charge_due(now=due, limit=100)
+    assert Extension.objects.filter(status="paid").count() == 3
+    for renewal in renewals:
+        stripe_customer = renewal.customer.stripe_customer_id or ""
+        paid = [c for c in _charges(stripe_customer) if c.paid]
+        assert len(paid) == 2, renewal.customer.email  # the first month, and the agreed date once
+    assert BillingChange.objects.filter(kind="extension_charge").count() == 3
