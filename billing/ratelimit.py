@@ -102,7 +102,9 @@ def redis_url() -> str:
 @functools.lru_cache(maxsize=4)
 def _script(url: str) -> Any:
     # redis-py's pool notices a fork and opens new connections in the child.
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).register_script(_REDIS_SCRIPT)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).register_script(
+        _REDIS_SCRIPT
+    )
 
 
 def key_for(bucket: str) -> str:

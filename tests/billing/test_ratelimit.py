@@ -57,7 +57,9 @@ def _acquire_many(results: Any, count: int, kwargs: dict[str, Any]) -> None:
     results.put(stamps)
 
 
-def acquire_concurrently(*, backend: str, workers: int, each: int, **kwargs: Any) -> tuple[float, list[float]]:
+def acquire_concurrently(
+    *, backend: str, workers: int, each: int, **kwargs: Any
+) -> tuple[float, list[float]]:
     """`workers` processes (Redis: the limit is shared between processes) or threads (in-process)
     each acquire `each` times; the start and when every acquisition returned (time.monotonic is
     one clock for every process on Linux)."""
