@@ -26,7 +26,7 @@ from pydantic import StringConstraints
 
 from billing import backup, changes, gateway, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
-from billing.errors import ActionRequired, CardDeclined, InvalidRequest
+from billing.errors import InvalidRequest
 from billing.models import BillingChange, BillingCustomer, PaymentMethod, RecoveryCase
 from billing.services import mirrored, recovery
 
@@ -82,27 +82,14 @@ class BackupCharge(ChangeKind[BackupChargeParams, BackupChargeResult]):
         card = PaymentMethod.objects.filter(customer=customer, stripe_id=params.payment_method).first()
         if card is None:
             raise InvalidRequest("The card is no longer on the customer's account.", code="card_gone")
-        outcome: Literal["paid", "declined", "already_paid"] = "paid"
-        decline_code = ""
-        try:
-            invoice = gateway.invoice_pay(
-                invoice_id=params.invoice,
-                payment_method_id=card.stripe_id,
-                idempotency_key=f"backup-{params.invoice}",
-            )
-        except CardDeclined as exc:
-            outcome, decline_code = "declined", exc.decline_code or exc.code
-        except ActionRequired:
-            # Off-session, nobody is there to approve it: as good as declined.
-            outcome, decline_code = "declined", "authentication_required"
-        except InvalidRequest as exc:
-            if exc.code != "invoice_already_paid":
-                raise
-            outcome = "already_paid"
-        if outcome != "paid":
-            invoice = gateway.invoice_retrieve(invoice_id=params.invoice)
-        elif invoice.status != "paid":
-            outcome = "declined"
+        payment = mirrored.pay_invoice(
+            invoice_id=params.invoice,
+            payment_method_id=card.stripe_id,
+            idempotency_key=f"backup-{params.invoice}",
+        )
+        invoice, decline_code = payment.invoice, payment.decline_code
+        # Off-session, nobody is there to approve a payment the bank wants: as good as declined.
+        outcome = "declined" if payment.outcome == "action_required" else payment.outcome
         sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
         if outcome != "already_paid":
             recovery.record_payment(

@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy
 
 from billing import changes, extensions, gateway, messages, outbox, recovery, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
-from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
+from billing.errors import InvalidRequest, Refused
 from billing.extensions import Kind, Refusal, Rules
 from billing.messages import Facts
 from billing.models import (
@@ -45,6 +45,7 @@ from billing.models import (
 )
 from billing.money import customer_zone, format_day
 from billing.policy import Category, Channel
+from billing.services import mirrored
 from billing.services import recovery as recovery_service
 from billing.state import subscription_state
 
@@ -545,21 +546,12 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
                 )
             card = PaymentMethod.objects.filter(customer=customer, stripe_id=card_id).first()
             brand, last4, backup = (card.brand, card.last4, is_backup) if card else ("", "", is_backup)
-            try:
-                invoice = gateway.invoice_pay(
-                    invoice_id=invoice.id,
-                    payment_method_id=card_id,
-                    idempotency_key=change.idempotency_key(f"pay-{slot}"),
-                )
-                outcome, decline_code = ("paid" if invoice.status == "paid" else "declined"), ""
-            except CardDeclined as exc:
-                outcome, decline_code = "declined", exc.decline_code or exc.code
-            except ActionRequired:
-                outcome, decline_code = "action_required", "authentication_required"
-            except InvalidRequest as exc:
-                if exc.code != "invoice_already_paid":
-                    raise
-                outcome = "already_paid"
+            payment = mirrored.pay_invoice(
+                invoice_id=invoice.id,
+                payment_method_id=card_id,
+                idempotency_key=change.idempotency_key(f"pay-{slot}"),
+            )
+            outcome, decline_code = payment.outcome, payment.decline_code
             recovery_service.record_payment(
                 customer=customer,
                 invoice_id=invoice.id,

@@ -24,7 +24,7 @@ from pydantic import StringConstraints
 
 from billing import changes, gateway, invoice_rules, messages, outbox, selectors, sync
 from billing.changes import ChangeKind, ChangeParams, ChangeResult, Confirmation, change_kind
-from billing.errors import ActionRequired, CardDeclined, InvalidRequest, Refused
+from billing.errors import InvalidRequest, Refused
 from billing.messages import Facts
 from billing.models import BillingChange, BillingCustomer, Invoice, PaymentMethod, RecoveryCase
 from billing.policy import Category, Channel
@@ -210,27 +210,15 @@ class InvoicePay(ChangeKind[InvoicePayParams, InvoicePayResult]):
             "last4": last4,
             "new_card": params.setup_intent is not None,
         }
-        outcome: Outcome = "paid"
-        decline_code = ""
-        try:
-            paid = gateway.invoice_pay(
-                invoice_id=invoice.stripe_id,
-                payment_method_id=card_id,
-                idempotency_key=change.idempotency_key("pay"),
-            )
-        except CardDeclined as exc:
-            outcome, decline_code = "declined", exc.decline_code or exc.code
-        except ActionRequired:
-            outcome = "action_required"
-        except InvalidRequest as exc:
-            if exc.code != "invoice_already_paid":
-                raise
-            outcome = "already_paid"
-        if outcome != "paid":
-            paid = gateway.invoice_retrieve(invoice_id=invoice.stripe_id)
+        payment = mirrored.pay_invoice(
+            invoice_id=invoice.stripe_id,
+            payment_method_id=card_id,
+            idempotency_key=change.idempotency_key("pay"),
+        )
+        paid, outcome = payment.invoice, payment.outcome
+        # A payment waiting for the customer's bank is not a decline (the change page approves it).
+        decline_code = payment.decline_code if outcome == "declined" else ""
         _mirrored(customer, paid)
-        if outcome == "paid" and paid.status != "paid":
-            outcome = "declined"
         amount = paid.amount_paid if outcome in ("paid", "already_paid") else paid.amount_remaining
         recovery.record_payment(
             customer=customer,
