@@ -107,3 +107,24 @@ def test_queries_on_the_page_do_not_grow_with_past_requests(settings: Any) -> No
         )
     _case(few)
     assert _queries(logged_in(few), "/extend/") == _queries(logged_in(many), "/extend/")
+
+
+def test_before_a_close_renewal_the_dashboard_offers_more_time_and_the_page_says_the_renewal() -> None:
+    from django.utils import timezone
+
+    from billing.models import Subscription
+
+    customer = mirror_customer(email="renewing-soon@example.com", invoices=0)
+    Subscription.objects.filter(customer=customer).update(
+        status=Subscription.Status.ACTIVE, current_period_end=timezone.now() + dt.timedelta(days=5)
+    )
+    client = logged_in(customer)
+    assert "Can't pay on that date?" in client.get("/").content.decode()
+    page = client.get("/extend/").content.decode()
+    assert "Your subscription renews on" in page and "when we charge €19.00" in page
+    assert 'type="date"' in page
+    # A renewal a month away is not close enough to move yet.
+    Subscription.objects.filter(customer=customer).update(
+        current_period_end=timezone.now() + dt.timedelta(days=25)
+    )
+    assert "There is no payment to move at the moment" in client.get("/extend/").content.decode()
