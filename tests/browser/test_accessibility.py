@@ -155,6 +155,13 @@ def test_every_page_is_accessible_at_a_phones_width(
             assert response is not None and response.status == status, name
             _checked(page, name, shots, problems)
         expect(page.locator("[data-test=workspace]")).to_have_attribute("data-level", "grace")
+        # More time to pay: the calendar, and a date the policy does not allow.
+        page.goto(f"{live_portal.url}/extend/")
+        _checked(page, "extend", shots, problems)
+        page.get_by_label("The date you can pay").fill("2099-01-01")
+        page.get_by_role("button", name="Ask for this date").click()
+        expect(page.locator("[data-test=extend-error]")).to_be_visible()
+        _checked(page, "extend-with-errors", shots, problems)
         # The grace period over: the product says access is paused, and how to get it back.
         with live_portal.quiet():
             RecoveryCase.objects.filter(pk=case.pk).update(
