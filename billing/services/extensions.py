@@ -303,6 +303,7 @@ def decide(*, extension_id: int, approve: bool, reason: str, decided_by: Abstrac
         if extension is None or extension.status != Status.REQUESTED:
             raise Refused(_("This request has been decided already."))
         if approve:
+            _renewal_failed_meanwhile(extension)
             _approve(extension, decided_by=decided_by, reason=reason.strip(), now=now)
         else:
             extension.status = Status.DENIED
@@ -323,6 +324,33 @@ def decide(*, extension_id: int, approve: bool, reason: str, decided_by: Abstrac
     if extension.status == Status.APPROVED:
         _grant(extension, requested_by=decided_by)
     return extension
+
+
+def _renewal_failed_meanwhile(extension: Extension) -> None:
+    """A request to move a renewal's charge that waited for staff past the renewal, whose payment
+    then failed: what is held now is that failed invoice (its case waits, Stripe stops retrying),
+    until the same agreed date."""
+    if extension.kind != Kind.BEFORE_RENEWAL:
+        return
+    case = (
+        RecoveryCase.objects.filter(
+            customer_id=extension.customer_id,
+            subscription_stripe_id=extension.subscription_stripe_id,
+            status=RecoveryCase.Status.OPEN,
+            opened_at__gte=extension.due_at - extensions.DAY,
+        )
+        .order_by("opened_at")
+        .first()
+    )
+    if case is None:
+        return
+    extension.kind, extension.case, extension.invoice_stripe_id = (
+        Kind.AFTER_FAILURE,
+        case,
+        case.invoice_stripe_id,
+    )
+    extension.amount, extension.currency = case.amount, case.currency
+    extension.save(update_fields=["kind", "case", "invoice_stripe_id", "amount", "currency"])
 
 
 def _approve(

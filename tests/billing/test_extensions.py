@@ -447,3 +447,35 @@ def test_a_due_date_job_that_dies_halfway_charges_the_rest_when_run_again_and_no
         paid = [c for c in _charges(stripe_customer) if c.paid]
         assert len(paid) == 2, renewal.customer.email  # the first month, and the agreed date once
     assert BillingChange.objects.filter(kind="extension_charge").count() == 3
+
+
+def test_a_renewal_request_that_waited_for_staff_past_a_failed_renewal_holds_the_failed_invoice(
+    committed: Callable[[], Any],
+) -> None:
+    renewal = Renewal(email="late-decision@example.com")
+    customer = renewal.customer
+    sub = Subscription.objects.get(customer=customer)
+    assert sub.current_period_end is not None
+    from billing.money import customer_zone
+
+    until = sub.current_period_end.astimezone(customer_zone("")).date() + dt.timedelta(days=10)
+    with time_machine.travel(sub.current_period_end - dt.timedelta(days=2), tick=True), committed():
+        extension = extensions.request(customer=customer, until=until, reason="", requested_by=None)
+    assert (extension.status, extension.kind, extension.review) == ("requested", "before_renewal", ["long"])
+    # Staff decide only after the renewal, which was declined meanwhile.
+    renewal.fail()
+    _deliver_all(committed)
+    case = renewal.case
+    staff = get_user_model().objects.create_user("s3@example.com", "s3@example.com", "pw", is_staff=True)
+    with committed():
+        extensions.decide(extension_id=extension.pk, approve=True, reason="known customer", decided_by=staff)
+    extension.refresh_from_db()
+    assert (extension.status, extension.kind, extension.case_id, extension.invoice_stripe_id) == (
+        "approved",
+        "after_failure",
+        case.pk,
+        case.invoice_stripe_id,
+    )
+    case.refresh_from_db()
+    assert case.held_since is not None and case.extended_until == extension.charge_at
+    assert stripe_client().v1.invoices.retrieve(case.invoice_stripe_id).auto_advance is False
