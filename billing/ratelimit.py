@@ -149,10 +149,11 @@ def local_reset() -> None:
 
 def acquire(
     *, bucket: str = DEFAULT_BUCKET, cost: int = 1, rate: float | None = None, burst: float | None = None
-) -> None:
+) -> float:
     """Block until a call of `cost` units may go in `bucket` (rate and burst default to the
-    settings).  Shared through Redis when there is one, else within this process; LimiterUnavailable
-    when Redis can't be reached (falling back to this process alone could exceed the rate)."""
+    settings), and say how long it waited (seconds).  Shared through Redis when there is one, else
+    within this process; LimiterUnavailable when Redis can't be reached (falling back to this
+    process alone could exceed the rate)."""
     if cost < 1:
         raise ValueError(f"cost must be at least 1, not {cost!r}")
     limit = configured_limit(rate=rate, burst=burst)
@@ -163,6 +164,7 @@ def acquire(
         wait = _local_wait(bucket=bucket, limit=limit, cost=cost)
     if wait > 0:
         time.sleep(wait)
+    return wait
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -477,6 +478,10 @@ class ChargeResult(ChangeResult):
     brand: str = ""
     last4: str = ""
     backup: bool = False
+    amount: int = 0
+    currency: str = ""
+    # The invoice was a recovery case's (whose thank-you, or next reminder, says the outcome).
+    case: bool = False
 
 
 def _cards(
@@ -551,19 +556,30 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
             return ChargeResult(
                 extension=extension.pk, invoice=invoice.id if invoice else "", outcome="closed"
             )
-        result = self._pay(change, customer, extension, invoice)
-        self._after(change, customer, extension, result)
+        case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=invoice.id).first()
+        result = self._pay(change, customer, extension, invoice, case)
+        self._after(change, customer, extension, result, case)
         return result
 
     def _pay(
-        self, change: BillingChange, customer: BillingCustomer, extension: Extension, invoice: gateway.Invoice
+        self,
+        change: BillingChange,
+        customer: BillingCustomer,
+        extension: Extension,
+        invoice: gateway.Invoice,
+        case: RecoveryCase | None,
     ) -> ChargeResult:
-        common = {"extension": extension.pk, "invoice": invoice.id}
+        common: dict[str, Any] = {
+            "extension": extension.pk,
+            "invoice": invoice.id,
+            "amount": extension.amount,
+            "currency": extension.currency,
+            "case": case is not None,
+        }
         if invoice.status == "paid":
             sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
             return ChargeResult(**common, outcome="already_paid")
         outcome, decline_code, brand, last4, backup = "declined", "", "", "", False
-        case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=invoice.id).first()
         for slot, (card_id, is_backup) in enumerate(_cards(customer, extension, case)):
             if recovery_service.card_refusal(payment_method_id=card_id):
                 continue
@@ -579,7 +595,7 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
                 payment_method_id=card_id,
                 idempotency_key=change.idempotency_key(f"pay-{slot}"),
             )
-            outcome, decline_code = payment.outcome, payment.decline_code
+            outcome, decline_code, invoice = payment.outcome, payment.decline_code, payment.invoice
             recovery_service.record_payment(
                 customer=customer,
                 invoice_id=invoice.id,
@@ -591,17 +607,21 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
             )
             if outcome != "declined":
                 break
-        fresh = gateway.invoice_retrieve(invoice_id=invoice.id)
-        sync.invoice_from_stripe(customer=customer, data=fresh.raw, state_at=timezone.now())
+        # The invoice as the last payment left it (pay_invoice read it again after a decline).
+        sync.invoice_from_stripe(customer=customer, data=invoice.raw, state_at=timezone.now())
         return ChargeResult(
             **common, outcome=outcome, decline_code=decline_code, brand=brand, last4=last4, backup=backup
         )
 
     def _after(
-        self, change: BillingChange, customer: BillingCustomer, extension: Extension, result: ChargeResult
+        self,
+        change: BillingChange,
+        customer: BillingCustomer,
+        extension: Extension,
+        result: ChargeResult,
+        case: RecoveryCase | None,
     ) -> None:
         paid = result.outcome in ("paid", "already_paid")
-        case = RecoveryCase.objects.filter(customer=customer, invoice_stripe_id=result.invoice).first()
         if paid:
             _finish(extension, status=Status.PAID)
             if case is not None:
@@ -629,16 +649,15 @@ class ExtensionCharge(ChangeKind[ExtensionParams, ChargeResult]):
     ) -> Confirmation | None:
         # After a failure the case's thank-you says it (billing.services.recovery.settled), and a
         # decline is said by the recovery's next reminder, sent at once: one message each time.
-        if result.outcome != "paid" or RecoveryCase.objects.filter(invoice_stripe_id=result.invoice).exists():
+        if result.outcome != "paid" or result.case:
             return None
-        extension = Extension.objects.get(pk=result.extension)
         return Confirmation(
             EXTENSION_PAID,
             ExtensionPaidFacts(
                 extension=result.extension,
                 invoice=result.invoice,
-                amount=extension.amount,
-                currency=extension.currency,
+                amount=result.amount,
+                currency=result.currency,
                 brand=result.brand,
                 last4=result.last4,
                 backup=result.backup,
