@@ -37,6 +37,7 @@ help:
 	@echo "make demo          the portal with demo customers on http://127.0.0.1:$(PORT) (PORT=..., EMULATOR_PORT=...)"
 	@echo "make bench         emulator benchmark -> bench/results/latest.json, then the portal benchmark"
 	@echo "                   (PostgreSQL: DATABASE_URL, default .../portal_bench) -> bench/results/portal-latest.json;"
+	@echo "                   then the extensions' due-date job's Stripe write rate -> bench/results/extensions-latest.json;"
 	@echo "                   then the pre-dunning scan at 10k/100k/1M subscriptions (its own portal_predunning_bench"
 	@echo "                   database) -> bench/results/predunning-latest.json;"
 	@echo "                   BENCH_ARGS / PORTAL_BENCH_ARGS pass options; never part of make test"
